@@ -1,0 +1,413 @@
+"""The workspace model: what users write in ``rollwave.yaml`` and ``customers/*.yaml``.
+
+These pydantic models validate one file each (every problem reported with its path); the
+cross-file checks (unknown references, impossible policies) live in
+:mod:`rollwave.workspace.loader`. Models are frozen: the functional core treats them as data.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rollwave.core import tagexpr
+from rollwave.core.durations import Duration
+from rollwave.core.windows import WindowSpec, parse_days
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_ID = re.compile(ID_PATTERN)
+Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
+"""Lower-case letters, digits, ``_ . -``; used in file names, URLs and commands."""
+
+
+def check_timezone(name: str) -> str:
+    """Return ``name`` if it is an IANA time zone, else raise ValueError with a hint."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
+        raise ValueError(
+            f"unknown time zone '{name}'; use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+    return name
+
+
+class Strict(BaseModel):
+    """Base of every file model: unknown keys are errors (they are usually typos)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- windows and freezes ---------------------------------------------------------------------
+
+
+def _parse_clock(value: str) -> time:
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
+    if not match or int(match.group(1)) > 24 or int(match.group(2)) > 59:
+        raise ValueError(f"'{value}' is not a time of day; write HH:MM, e.g. 22:00")
+    hour, minute = int(match.group(1)), int(match.group(2))
+    if hour == 24:
+        if minute:
+            raise ValueError(f"'{value}' is not a time of day")
+        return time(23, 59, 59)
+    return time(hour, minute)
+
+
+class Window(Strict):
+    """A recurring maintenance window in local time, e.g. weekdays 22:00–04:00 Europe/Berlin."""
+
+    days: list[str] | str = "daily"
+    start: str
+    end: str
+    timezone: str | None = None
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str] | str) -> list[str] | str:
+        parse_days(value)
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        _parse_clock(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Window:
+        if _parse_clock(self.start) == _parse_clock(self.end):
+            raise ValueError("a window's start and end are equal: it would never be open")
+        return self
+
+    def spec(self, default_timezone: str) -> WindowSpec:
+        """The pure-core form, with the customer's time zone as the default."""
+        return WindowSpec(days=parse_days(self.days), start=_parse_clock(self.start),
+                          end=_parse_clock(self.end), timezone=self.timezone or default_timezone)
+
+
+class Freeze(Strict):
+    """A period in which nothing is deployed (except by an emergency policy)."""
+
+    name: str
+    start: datetime
+    end: datetime
+    reason: str = ""
+    environments: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> Freeze:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("freeze start and end need a time zone, e.g. 2026-12-20T00:00:00Z")
+        if self.end <= self.start:
+            raise ValueError("a freeze must end after it starts")
+        return self
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+class HealthCheck(Strict):
+    """HTTP GET that must answer ``expect_status`` within ``timeout``."""
+
+    path: str = "/health"
+    expect_status: int = 200
+    timeout: Duration = 2.0
+
+
+class SmokeCheck(Strict):
+    """One request after deploy whose answer must match."""
+
+    name: str
+    path: str
+    method: Literal["GET", "POST", "HEAD"] = "GET"
+    expect_status: int = 200
+    expect_body: str | None = None
+    timeout: Duration = 5.0
+
+
+class MetricCheck(Strict):
+    """A metric over the verification window compared with thresholds.
+
+    ``metric`` names a measure the metric source derives (for the embedded scrape:
+    ``error_ratio``, ``p95_latency_ms``, ``p99_latency_ms``, ``request_rate``) or a query in the
+    source's language. A value above ``fail_above`` or below ``fail_below`` is a failure.
+    """
+
+    name: str
+    metric: str
+    source: str = "scrape"
+    fail_above: float | None = None
+    fail_below: float | None = None
+    min_samples: int = 1
+
+    @model_validator(mode="after")
+    def _some_threshold(self) -> MetricCheck:
+        if self.fail_above is None and self.fail_below is None:
+            raise ValueError(f"metric check '{self.name}' needs fail_above or fail_below")
+        return self
+
+
+class Verification(Strict):
+    """How an instance is verified after a deploy: health, smoke requests and metrics."""
+
+    duration: Duration = 30.0
+    interval: Duration = 5.0
+    health: HealthCheck | None = HealthCheck()
+    smoke: list[SmokeCheck] = []
+    metrics: list[MetricCheck] = []
+    min_requests: int = 20
+    consecutive_error_limit: int = 4
+
+    @model_validator(mode="after")
+    def _interval(self) -> Verification:
+        if self.interval <= 0:
+            raise ValueError("verification interval must be positive")
+        if self.duration and self.interval > self.duration:
+            raise ValueError(
+                f"verification interval ({self.interval:g}s) is longer than its duration "
+                f"({self.duration:g}s): no second sample would ever be taken"
+            )
+        return self
+
+
+# --- policies --------------------------------------------------------------------------------
+
+Amount = int | Annotated[str, Field(pattern=r"^\d+(\.\d+)?%$")]
+"""A count (``5``) or a percentage of the wave (``"10%"``)."""
+
+
+class Selector(Strict):
+    """Which of the remaining instances a wave takes.
+
+    ``match`` filters by tag expression; ``customers`` by id; ``percent`` takes that share of the
+    remaining fleet (rounded up) from the candidates; ``rest`` takes everything left.
+    """
+
+    match: str | None = None
+    customers: list[str] | None = None
+    percent: float | None = Field(default=None, gt=0, le=100)
+    limit: int | None = Field(default=None, ge=1)
+    rest: bool = False
+
+    @field_validator("match")
+    @classmethod
+    def _expr(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                tagexpr.parse(value)
+            except tagexpr.TagExprError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> Selector:
+        if self.rest and (self.match or self.customers or self.percent or self.limit):
+            raise ValueError("'rest' takes everything left; it cannot be combined with filters")
+        if not (self.rest or self.match or self.customers or self.percent or self.limit):
+            raise ValueError("a selector needs match, customers, percent, limit or rest: true")
+        return self
+
+
+class ApprovalGate(Strict):
+    """A person must approve before the wave starts (``min_approvals`` distinct people)."""
+
+    kind: Literal["approval"] = "approval"
+    min_approvals: int = Field(default=1, ge=1)
+    roles: list[str] = []
+
+
+class CommandGate(Strict):
+    """A check command (e.g. CI status) that must exit 0 before the wave starts; retried."""
+
+    kind: Literal["command"] = "command"
+    name: str = "ci"
+    command: list[str]
+    retry_every: Duration = 30.0
+    timeout: Duration = 60.0
+
+
+class HttpGate(Strict):
+    """An HTTP GET (e.g. a CI status API) that must answer 2xx before the wave starts."""
+
+    kind: Literal["http"] = "http"
+    name: str = "ci"
+    url: str
+    retry_every: Duration = 30.0
+    timeout: Duration = 10.0
+
+
+Gate = Annotated[ApprovalGate | CommandGate | HttpGate, Field(discriminator="kind")]
+
+
+class Wave(Strict):
+    """One step of a rollout: which instances, how many at once, how long to bake, what may fail."""
+
+    name: str
+    select: Selector
+    parallelism: Amount = 1
+    bake: Duration = 0.0
+    failure_budget: Amount = 0
+    gates: list[Gate] = []
+
+    @field_validator("select", mode="before")
+    @classmethod
+    def _rest_shorthand(cls, value: Any) -> Any:
+        return {"rest": True} if value == "rest" else value
+
+    @field_validator("gates", mode="before")
+    @classmethod
+    def _gate_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"kind": "approval"} if item == "approval" else item for item in value]
+        return value
+
+    @field_validator("parallelism")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("parallelism must be at least 1")
+        if isinstance(value, str) and float(value[:-1]) <= 0:
+            raise ValueError("parallelism must be above 0%")
+        return value
+
+    @field_validator("failure_budget")
+    @classmethod
+    def _non_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("failure_budget cannot be negative")
+        return value
+
+
+class Policy(Strict):
+    """How a release moves through the fleet.
+
+    ``on_failure`` decides what happens when a wave's failures exceed its budget: ``pause`` waits
+    for a human (resume or rollback); ``rollback`` rolls the release back everywhere it went.
+    An ``emergency`` policy ignores maintenance windows and freezes, multiplies bake times by
+    ``compress`` and runs its waves with at least ``emergency_parallelism``; it keeps
+    verification and demands a recorded reason.
+    """
+
+    description: str = ""
+    waves: list[Wave] = Field(min_length=1)
+    verification: str = "default"
+    on_failure: Literal["pause", "rollback"] = "pause"
+    on_inconclusive: Literal["pause", "rollback"] = "pause"
+    emergency: bool = False
+    compress: float = Field(default=0.1, ge=0, le=1)
+    drift: Literal["refuse", "skip", "repair"] = "refuse"
+    environments: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _rest_last(self) -> Policy:
+        for index, wave in enumerate(self.waves[:-1]):
+            if wave.select.rest:
+                raise ValueError(
+                    f"wave '{wave.name}' takes the rest of the fleet, so the waves after it "
+                    "would always be empty; move it last"
+                )
+        names = [wave.name for wave in self.waves]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"wave names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+# --- project, services, deployers ----------------------------------------------------------
+
+
+class Environment(Strict):
+    description: str = ""
+    production: bool = True
+
+
+class LocalRun(Strict):
+    """How the ``local`` deployer starts one instance of a service: an argv with placeholders.
+
+    Placeholders: ``{python}``, ``{port}``, ``{version}``, ``{config_file}``, ``{instance}``,
+    ``{customer}``, ``{state_dir}``. The default runs the bundled demo service.
+    """
+
+    command: list[str] = [
+        "{python}", "-m", "rollwave.demo_service", "--port", "{port}",
+        "--version", "{version}", "--config", "{config_file}", "--instance", "{instance}",
+    ]
+    env: dict[str, str] = {}
+    start_timeout: Duration = 15.0
+
+
+class Service(Strict):
+    """A deployable service; every instance runs some of them."""
+
+    description: str = ""
+    deployer: str = "local"
+    verification: str | None = None
+    local: LocalRun = LocalRun()
+    config_schema: str | None = None
+
+
+class Project(Strict):
+    """``rollwave.yaml``: the fleet-wide settings."""
+
+    project: Identifier
+    environments: dict[Identifier, Environment] = Field(min_length=1)
+    services: dict[Identifier, Service] = Field(min_length=1)
+    deployers: dict[Identifier, dict[str, Any]] = {"local": {"kind": "local"}}
+    verification: dict[Identifier, Verification] = {"default": Verification()}
+    policies: dict[Identifier, Policy] = Field(min_length=1)
+    default_policy: Identifier = "standard"
+    freezes: list[Freeze] = []
+    secrets: dict[str, Any] = {}
+    notifications: dict[str, Any] = {}
+
+
+# --- customers and instances -----------------------------------------------------------------
+
+
+class Instance(Strict):
+    """One running copy of the product for a customer (``customer/instance``)."""
+
+    environment: Identifier
+    services: list[Identifier] | None = None
+    tags: list[str] = []
+    labels: dict[str, str] = {}
+    windows: list[Window] | None = None
+    deployer: Identifier | None = None
+    target: dict[str, Any] = {}
+    url: str | None = None
+    config: dict[str, dict[str, Any]] = {}
+
+
+class Customer(Strict):
+    """``customers/<id>.yaml``: one customer, its facts, windows and instances."""
+
+    id: Identifier
+    name: str | None = None
+    tier: str | None = None
+    region: str | None = None
+    tags: list[str] = []
+    labels: dict[str, str] = {}
+    timezone: str = "UTC"
+    windows: list[Window] = []
+    contacts: list[str] = []
+    notes: str = ""
+    instances: dict[Identifier, Instance] = Field(min_length=1)
+    config: dict[str, dict[str, Any]] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
+
+
+def is_identifier(value: str) -> bool:
+    """True when ``value`` is a valid id (see :data:`Identifier`)."""
+    return bool(_ID.match(value))
