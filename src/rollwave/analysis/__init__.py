@@ -1,0 +1,1 @@
+"""Verification judges: pure functions from metric series to verdicts with explanations."""
