@@ -139,6 +139,9 @@ class MetricCheck(Strict):
     ``metric`` names a measure the metric source derives (for the embedded scrape:
     ``error_ratio``, ``p95_latency_ms``, ``p99_latency_ms``, ``request_rate``) or a query in the
     source's language. A value above ``fail_above`` or below ``fail_below`` is a failure.
+    ``params`` are source-specific settings of this check (for the scrape: ``requests_metric``,
+    ``status_label``, ``error_status``, ``latency_metric``, ``match``, ``exclude``; see
+    ``rollwave.adapters.metrics.scrape``).
     """
 
     name: str
@@ -147,6 +150,7 @@ class MetricCheck(Strict):
     fail_above: float | None = None
     fail_below: float | None = None
     min_samples: int = 1
+    params: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _some_threshold(self) -> MetricCheck:
