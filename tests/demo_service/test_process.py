@@ -72,6 +72,7 @@ def test_endpoints_report_identity_and_metrics_parse(start_service: StartService
     metrics = service.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
+    assert "_created" not in metrics.text  # one series per counter, not two
     families = {f.name: f for f in text_string_to_metric_families(metrics.text)}
     assert {"demo_requests", "demo_request_duration_seconds", "demo_memory_bytes",
             "demo_info", "process_start_time_seconds"} <= set(families)

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from prometheus_client import disable_created_metrics
+
 from rollwave.core.hashing import config_hash
 from rollwave.demo_service.app import DemoApp, Identity, make_rng
 from rollwave.demo_service.faults import active_faults, combine
@@ -79,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"crash_on_start ({culprits}); exiting with code {EXIT_CRASH}")
         return EXIT_CRASH
 
+    # process-wide; halves the series a dozen instances expose
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     digest = config_hash(config)
     identity = Identity(version=version, config_hash=digest, instance=instance, pid=os.getpid(),
                         started_at=datetime.now(UTC))
