@@ -24,6 +24,6 @@ class DeployerEnvironment:
 
 
 # Importing the adapters registers them.
-from rollwave.adapters.deployers import memory  # noqa: E402
+from rollwave.adapters.deployers import command, local, memory  # noqa: E402, F401
 
 __all__ = ["DeployerEnvironment", "memory", "registry"]

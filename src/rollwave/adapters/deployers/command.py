@@ -1,0 +1,730 @@
+"""The ``command`` deployer: shell command templates from the workspace, run once per service.
+
+Example (``rollwave.yaml``)::
+
+    deployers:
+      ssh:
+        kind: command
+        deploy: "ssh deploy@{target.host} /opt/app/deploy {service} {version} {config_file}"
+        status: "ssh deploy@{target.host} /opt/app/status {service}"
+        timeout: 5m
+
+Every value interpolated into a string template is quoted with :func:`shlex.quote`, so a
+customer or label value holding ``;``, ``$(...)``, backticks, quotes or newlines reaches the
+command as one literal word. A template written as a list of strings is run as an argv with no
+shell at all. The same values are exported as ``ROLLWAVE_*`` environment variables.
+
+When there is no ``status`` command, :meth:`CommandDeployer.actual` reports what this deployer
+last deployed successfully, recorded under ``<state_dir>/command-state/``; a service is dropped
+from that record before its command runs, so a deploy interrupted by a crash is repeated.
+
+This module also holds the small helpers the ``local`` deployer shares: :class:`Template`,
+:func:`write_atomic`, :func:`read_json` and :func:`path_component`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import shlex
+import signal
+import string
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rollwave.core.durations import Duration
+from rollwave.core.fleet import FleetInstance
+from rollwave.core.hashing import config_hash
+from rollwave.errors import DeployError
+from rollwave.ports.deployer import ActualState, DeployContext, DeployResult, DesiredState, redact
+
+if TYPE_CHECKING:
+    from rollwave.adapters.deployers import DeployerEnvironment
+
+#: Placeholders every command may use (besides ``{target.X}`` and ``{labels.X}``).
+INSTANCE_PLACEHOLDERS: Final = ("customer", "instance", "key", "environment", "service")
+#: Placeholders that only exist while deploying (not in ``status``, ``stop`` or ``endpoint``).
+DEPLOY_PLACEHOLDERS: Final = ("version", "previous_version", "config_file", "config_hash")
+PREFIXES: Final = ("target", "labels")
+#: How long output is still read after the command exits (background children may hold it).
+DRAIN_SECONDS: Final = 0.5
+_TEMPLATE_HINT: Final = ("fix the command under deployers: in rollwave.yaml; write {{ and }} "
+                         "for literal braces (e.g. ${{HOME}}, or simply $HOME)")
+_ENV_NAME: Final = re.compile(r"[^A-Z0-9_]")
+_FORMATTER: Final = string.Formatter()
+
+CommandSource = str | list[str]
+
+
+# --- options ---------------------------------------------------------------------------------
+
+
+class CommandOptions(BaseModel):
+    """Options of a ``kind: command`` deployer (see ``docs/deployers.md``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deploy: CommandSource
+    status: CommandSource | None = None
+    rollback: CommandSource | None = None
+    stop: CommandSource | None = None
+    endpoint: str | None = None
+    timeout: Duration = 300.0
+    status_timeout: Duration = 30.0
+    kill_grace: Duration = 5.0
+    env: dict[str, str] = {}
+    shell: str = "/bin/sh"
+    output_limit: int = Field(default=65536, ge=1024)
+
+    @field_validator("deploy", "status", "rollback", "stop")
+    @classmethod
+    def _not_empty(cls, value: CommandSource | None) -> CommandSource | None:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the command is empty")
+        if isinstance(value, list) and (not value or not value[0].strip()):
+            raise ValueError("an argv list needs at least the program as its first item")
+        return value
+
+    @model_validator(mode="after")
+    def _positive(self) -> CommandOptions:
+        if self.timeout <= 0 or self.status_timeout <= 0:
+            raise ValueError("timeout and status_timeout must be above 0 seconds")
+        return self
+
+
+# --- templates -------------------------------------------------------------------------------
+
+Part = tuple[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A parsed command template: per argv element, literal text and placeholder names.
+
+    A string template (``shell=True``) is one element run by the shell with every value
+    quoted; a list template is an argv whose elements get values substituted verbatim.
+    ``problem`` describes a configuration mistake; it is raised as ``DeployError`` on use.
+    """
+
+    name: str
+    shell: bool
+    elements: tuple[tuple[Part, ...], ...]
+    problem: str | None = None
+
+    @classmethod
+    def parse(cls, name: str, source: CommandSource, known: Sequence[str],
+              prefixes: Sequence[str] = PREFIXES) -> Template:
+        """Parse ``source``; unknown, formatted or quoted placeholders become ``problem``."""
+        shell = isinstance(source, str)
+        texts = [source] if isinstance(source, str) else list(source)
+        try:
+            elements = tuple(_parse_element(name, text, known, prefixes, shell) for text in texts)
+        except _TemplateError as exc:
+            return cls(name, shell, (), str(exc))
+        return cls(name, shell, elements)
+
+    def fields(self) -> set[str]:
+        """Every placeholder the template uses."""
+        return {field for element in self.elements for _, field in element if field}
+
+    def render(self, lookup: Callable[[str], str], shell: str = "/bin/sh") -> list[str]:
+        """The argv to run, with each placeholder replaced by ``lookup(name)``."""
+        if self.problem is not None:
+            raise DeployError(self.problem, hint=_TEMPLATE_HINT)
+        argv: list[str] = []
+        for element in self.elements:
+            pieces: list[str] = []
+            for literal, field in element:
+                pieces.append(literal)
+                if field is not None:
+                    value = lookup(field)
+                    if "\x00" in value:
+                        raise DeployError(f"the value of {{{field}}} contains a NUL byte",
+                                          hint="remove it from the instance's target or labels")
+                    pieces.append(shlex.quote(value) if self.shell else value)
+            argv.append("".join(pieces))
+        return [shell, "-c", argv[0]] if self.shell else argv
+
+
+class _TemplateError(Exception):
+    pass
+
+
+def describe_placeholders(known: Sequence[str], prefixes: Sequence[str] = PREFIXES) -> str:
+    """``{a}, {b}, {target.X}`` for messages."""
+    return ", ".join([*(f"{{{k}}}" for k in known), *(f"{{{p}.X}}" for p in prefixes)])
+
+
+def _parse_element(name: str, text: str, known: Sequence[str], prefixes: Sequence[str],
+                   shell: bool) -> tuple[Part, ...]:
+    try:
+        pieces = list(_FORMATTER.parse(text))
+    except ValueError as exc:
+        raise _TemplateError(f"the {name} command {text!r} is not a valid template: {exc}"
+                               ) from None
+    parts: list[Part] = []
+    state = ""  # shell quoting state: "", "'" or '"'
+    for literal, field, spec, conversion in pieces:
+        state = _quote_state(literal, state) if shell else state
+        if field is None:
+            parts.append((literal, None))
+            continue
+        head, dot, rest = field.partition(".")
+        if not (field in known or (dot and rest and head in prefixes)):
+            raise _TemplateError(
+                f"unknown placeholder {{{field}}} in the {name} command; known placeholders: "
+                f"{describe_placeholders(known, prefixes)}")
+        if spec or conversion:
+            raise _TemplateError(f"placeholder {{{field}}} in the {name} command has a format "
+                                   "spec or conversion; write plain {name}")
+        if state:
+            raise _TemplateError(
+                f"placeholder {{{field}}} in the {name} command is inside {state}quotes{state}; "
+                "remove those quotes: Rollwave quotes every value itself")
+        if shell and literal.endswith("$"):
+            raise _TemplateError(f"placeholder {{{field}}} in the {name} command follows '$'; "
+                                   "use the ROLLWAVE_* environment variables instead")
+        parts.append((literal, field))
+    return tuple(parts)
+
+
+def _quote_state(literal: str, state: str) -> str:
+    """The shell's quoting state after ``literal`` (enough to refuse quoted placeholders)."""
+    escaped = False
+    for char in literal:
+        if escaped:
+            escaped = False
+        elif char == "\\" and state != "'":
+            escaped = True
+        elif not state and char in "'\"":
+            state = char
+        elif char == state:
+            state = ""
+    return state
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def dig(data: Mapping[str, Any], path: str) -> Any:
+    """``data[path]``, or the nested value at dotted ``path``; ``KeyError`` when absent."""
+    if path in data:
+        return data[path]
+    head, dot, rest = path.partition(".")
+    if dot and isinstance(data.get(head), Mapping):
+        return dig(data[head], rest)
+    raise KeyError(path)
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def path_component(name: str) -> str:
+    """A file-name-safe form of a name (ids pass unchanged; ``/``, spaces etc. are %-escaped)."""
+    safe = quote(name, safe="")
+    return {"": "%", ".": "%2E", "..": "%2E%2E"}.get(safe, safe)
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = False, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file + rename; fsync when ``durable``)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# --- running commands ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How one command ended; ``output`` is the tail of stdout (and stderr when merged)."""
+
+    returncode: int | None
+    output: bytes
+    errors: bytes = b""
+    omitted: int = 0
+    timed_out: bool = False
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+class _Tail:
+    """Keeps the last ``limit`` bytes written to it."""
+
+    __slots__ = ("buffer", "limit", "omitted")
+
+    def __init__(self, limit: int) -> None:
+        self.buffer = bytearray()
+        self.limit = limit
+        self.omitted = 0
+
+    def add(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > 2 * self.limit:
+            self.trim()
+
+    def trim(self) -> bytes:
+        extra = len(self.buffer) - self.limit
+        if extra > 0:
+            del self.buffer[:extra]
+            self.omitted += extra
+        return bytes(self.buffer)
+
+
+def run_command(argv: Sequence[str], *, env: Mapping[str, str], timeout: float,
+                limit: int = 65536, kill_grace: float = 5.0, merge_stderr: bool = True,
+                cwd: str | None = None) -> RunOutcome:
+    """Run ``argv`` in its own process group, keeping the tail of its output.
+
+    On timeout the whole group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds. Output
+    still held open by background children is read for at most ``DRAIN_SECONDS`` after exit.
+    """
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            env=env, cwd=cwd, start_new_session=True, close_fds=True)
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return RunOutcome(None, b"", error=f"cannot run {argv[0]}: {reason}",
+                          seconds=time.monotonic() - started)
+    assert proc.stdout is not None
+    tails = {proc.stdout.fileno(): _Tail(limit)}
+    if proc.stderr is not None:
+        tails[proc.stderr.fileno()] = _Tail(limit)
+    timed_out = _pump(proc, tails, started + timeout, kill_grace)
+    proc.stdout.close()
+    if proc.stderr is not None:
+        proc.stderr.close()
+    returncode = proc.wait()
+    out, *err = (tail.trim() for tail in tails.values())
+    omitted = next(iter(tails.values())).omitted
+    return RunOutcome(returncode, out, err[0] if err else b"", omitted, timed_out,
+                      seconds=time.monotonic() - started)
+
+
+def _pump(proc: subprocess.Popen[bytes], tails: dict[int, _Tail], deadline: float,
+          kill_grace: float) -> bool:
+    """Read output until EOF (or the drain ends); True when the command timed out."""
+    poller = select.poll()
+    for fd in tails:
+        poller.register(fd, select.POLLIN)
+    pidfd = _pidfd(proc.pid)
+    if pidfd is not None:
+        poller.register(pidfd, select.POLLIN)
+    open_fds = set(tails)
+    timed_out = exited = False
+    try:
+        while open_fds:
+            now = time.monotonic()
+            if not exited and now >= deadline:
+                timed_out = exited = True
+                kill_group(proc.pid, kill_grace, proc)
+                deadline = time.monotonic() + DRAIN_SECONDS
+                continue
+            if exited and now >= deadline:
+                break
+            wait = deadline - now if pidfd is not None else min(deadline - now, 0.05)
+            for fd, _ in poller.poll(max(1, int(wait * 1000 + 1))):
+                if fd == pidfd:
+                    poller.unregister(fd)
+                    exited, deadline = True, min(deadline, time.monotonic() + DRAIN_SECONDS)
+                    continue
+                data = os.read(fd, 65536)
+                if data:
+                    tails[fd].add(data)
+                else:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+            if pidfd is None and not exited and proc.poll() is not None:
+                exited, deadline = True, min(deadline, time.monotonic() + DRAIN_SECONDS)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    return timed_out
+
+
+def _pidfd(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def kill_group(pgid: int, grace: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM the process group ``pgid``, SIGKILL it after ``grace`` seconds if still there."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    if proc is not None:
+        proc.wait()
+
+
+def output_text(data: bytes, omitted: int, secrets: Sequence[str]) -> str:
+    """Decoded, redacted output; a truncated head is cut to a whole line and marked."""
+    text = data.decode("utf-8", errors="replace")
+    if omitted:
+        cut = text.find("\n")
+        text = text[cut + 1:] if 0 <= cut < 4096 else text
+        text = _redact_partial_head(text, secrets)
+    text = redact(text, secrets)
+    if omitted:
+        text = f"[... {omitted} bytes of earlier output omitted ...]\n{text}"
+    return text
+
+
+def _redact_partial_head(text: str, secrets: Sequence[str]) -> str:
+    """Hide the rest of a multi-line secret whose beginning was cut off with the head."""
+    for secret in secrets:
+        for index, char in enumerate(secret[:-1]):
+            if char == "\n" and len(secret) - index > 3 and text.startswith(secret[index + 1:]):
+                return "***" + text[len(secret) - index - 1:]
+    return text
+
+
+def last_lines(text: str, count: int = 5) -> str:
+    """The last ``count`` non-empty lines of ``text``, joined by `` | `` for a message."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-count:])
+
+
+def parse_status(text: str) -> tuple[str | None, str | None]:
+    """``(version, config_hash)`` from status output: JSON, or ``VERSION [HASH]`` plain text."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return None, None
+    for candidate in (text.strip(), lines[-1]):
+        if candidate.startswith("{"):
+            try:
+                data = json.loads(candidate)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                version, digest = data.get("version"), data.get("config_hash")
+                return (_scalar(version) or None, _scalar(digest) or None)
+    words = lines[-1].split()
+    if len(words) in (1, 2):
+        return words[0], words[1] if len(words) == 2 else None
+    return None, None
+
+
+# --- the deployer ----------------------------------------------------------------------------
+
+
+class CommandDeployer:
+    """Runs the configured commands per service; see the module docstring."""
+
+    def __init__(self, options: CommandOptions, env: DeployerEnvironment) -> None:
+        self.options = options
+        self.root = env.state_dir / "command-state"
+        every = (*INSTANCE_PLACEHOLDERS, *DEPLOY_PLACEHOLDERS)
+        self._deploy = Template.parse("deploy", options.deploy, every)
+        self._rollback = (Template.parse("rollback", options.rollback, every)
+                          if options.rollback is not None else None)
+        self._status = (Template.parse("status", options.status, INSTANCE_PLACEHOLDERS)
+                        if options.status is not None else None)
+        self._stop = (Template.parse("stop", options.stop, INSTANCE_PLACEHOLDERS)
+                      if options.stop is not None else None)
+        self._endpoint = (Template.parse("endpoint", [options.endpoint], INSTANCE_PLACEHOLDERS)
+                          if options.endpoint is not None else None)
+        self._base_env = {**os.environ, **options.env}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._dirs: set[Path] = set()
+
+    # -- the port -----------------------------------------------------------------------------
+
+    def actual(self, instance: FleetInstance, services: Sequence[str]) -> ActualState:
+        """Run ``status`` per service if configured, else report the recorded state."""
+        if self._status is None:
+            return self._recorded(instance, services)
+        versions: dict[str, str] = {}
+        hashes: dict[str, str] = {}
+        notes: list[str] = []
+        for service in services:
+            argv = self._status.render(self._lookup(instance, service, {}), self.options.shell)
+            outcome = run_command(argv, env=self._env(instance, service, {}),
+                                  timeout=self.options.status_timeout,
+                                  limit=self.options.output_limit,
+                                  kill_grace=self.options.kill_grace, merge_stderr=False)
+            out = outcome.output.decode("utf-8", errors="replace")
+            version, digest = parse_status(out) if outcome.ok else (None, None)
+            if version is not None:
+                versions[service] = version
+                if digest is not None:
+                    hashes[service] = digest
+                continue
+            why = _failure(outcome, "status", self.options.status_timeout) if not outcome.ok \
+                else "status printed no version"
+            tail = last_lines(outcome.errors.decode("utf-8", errors="replace") or out, 2)
+            notes.append(f"{service}: {why}" + (f": {tail}" if tail else ""))
+        return ActualState(versions, hashes, "; ".join(notes))
+
+    def deploy(self, instance: FleetInstance, desired: DesiredState,
+               ctx: DeployContext) -> DeployResult:
+        """Run the deploy (or rollback) command for each service not already as desired."""
+        template = self._deploy
+        if ctx.reason == "rollback" and self._rollback is not None:
+            template = self._rollback
+        if template.problem is not None:
+            raise DeployError(template.problem, hint=_TEMPLATE_HINT)
+        services = [s for s in instance.services if s in desired.versions]
+        services += sorted(set(desired.versions) - set(services))
+        with self._lock(instance.key):
+            current = self.actual(instance, services)
+            logs: list[str] = []
+            done: list[str] = []
+            for service in services:
+                result = self._deploy_service(instance, service, desired, current=current,
+                                              template=template, ctx=ctx)
+                if result.log:
+                    logs.append(result.log)
+                if not result.ok:
+                    return DeployResult(False, result.message, "\n".join(logs))
+                done.append(result.message)
+        return DeployResult(True, "; ".join(done) or "nothing to deploy", "\n".join(logs))
+
+    def endpoint(self, instance: FleetInstance, service: str) -> str | None:
+        """The ``endpoint`` template rendered for ``instance``, else the instance's ``url``."""
+        if self._endpoint is None:
+            return instance.url
+        return self._endpoint.render(self._lookup(instance, service, {}))[0]
+
+    def stop(self, instance: FleetInstance) -> None:
+        """Run ``stop`` per service (if configured) and forget the recorded state."""
+        with self._lock(instance.key):
+            for service in instance.services if self._stop is not None else ():
+                assert self._stop is not None
+                argv = self._stop.render(self._lookup(instance, service, {}), self.options.shell)
+                outcome = run_command(argv, env=self._env(instance, service, {}),
+                                      timeout=self.options.timeout,
+                                      limit=self.options.output_limit,
+                                      kill_grace=self.options.kill_grace)
+                if not outcome.ok:
+                    text = outcome.output.decode("utf-8", errors="replace")
+                    raise DeployError(
+                        f"stop command for {instance.key} {service}: "
+                        f"{_failure(outcome, 'stop', self.options.timeout)}: {last_lines(text)}",
+                        hint="run the stop command by hand to see why it fails")
+            self._state_file(instance).unlink(missing_ok=True)
+
+    # -- one service ----------------------------------------------------------------------------
+
+    def _deploy_service(self, instance: FleetInstance, service: str, desired: DesiredState, *,
+                        current: ActualState, template: Template,
+                        ctx: DeployContext) -> DeployResult:
+        version = desired.versions[service]
+        config = desired.configs.get(service)
+        digest = desired.config_hashes.get(service) or (
+            config_hash(config) if config is not None else "")
+        previous = current.versions.get(service, "")
+        if previous == version and (not desired.config_hashes.get(service)
+                                    or current.config_hashes.get(service) == digest):
+            ctx.log(f"{service}: already runs {version}; skipped")
+            return DeployResult(True, f"{service} already at {version}")
+        folder = self._folder(instance)
+        config_file = folder / f"{path_component(service)}.config.json"
+        write_atomic(config_file, json.dumps(config or {}, sort_keys=True).encode("utf-8"))
+        extra = {"version": version, "previous_version": previous,
+                 "config_file": str(config_file), "config_hash": digest}
+        argv = template.render(self._lookup(instance, service, extra), self.options.shell)
+        env = self._env(instance, service, extra)
+        env["ROLLWAVE_REASON"] = ctx.reason
+        env["ROLLWAVE_ATTEMPT"] = str(ctx.attempt)
+        self._record(instance, service, None)
+        shown = redact(shlex.join(argv[2:] if template.shell else argv), ctx.redact)
+        ctx.log(f"{service}: $ {shown}")
+        outcome = run_command(argv, env=env, timeout=self.options.timeout,
+                              limit=self.options.output_limit, kill_grace=self.options.kill_grace)
+        text = output_text(outcome.output, outcome.omitted, ctx.redact)
+        for line in text.splitlines():
+            ctx.log(f"{service}: {line}")
+        verb = "rolled back" if ctx.reason == "rollback" else "deployed"
+        if outcome.ok:
+            self._record(instance, service, {"version": version, "config_hash": digest,
+                                             "reason": ctx.reason})
+            message = f"{verb} {service} {version} in {outcome.seconds:.2f}s"
+            ctx.log(f"{service}: {message}")
+            return DeployResult(True, message, text)
+        why = _failure(outcome, f"{template.name} command for {service}", self.options.timeout)
+        tail = last_lines(redact(outcome.error, ctx.redact) or text)
+        message = f"{why}" + (f"; last output: {tail}" if tail else "")
+        ctx.log(f"{service}: {message}")
+        return DeployResult(False, message, text)
+
+    # -- values ---------------------------------------------------------------------------------
+
+    def _lookup(self, instance: FleetInstance, service: str,
+                extra: Mapping[str, str]) -> Callable[[str], str]:
+        fixed = {"customer": instance.customer, "instance": instance.name, "key": instance.key,
+                 "environment": instance.environment, "service": service, **extra}
+
+        def lookup(field: str) -> str:
+            if field in fixed:
+                return fixed[field]
+            head, _, rest = field.partition(".")
+            source = instance.target if head == "target" else instance.labels
+            try:
+                return _scalar(dig(source, rest) if head == "target" else source[rest])
+            except KeyError:
+                where = "target" if head == "target" else "labels"
+                raise DeployError(
+                    f"instance {instance.key} has no {where}.{rest} for placeholder {{{field}}}",
+                    hint=f"add '{rest}' under {where}: of the instance in "
+                         f"customers/{instance.customer}.yaml") from None
+        return lookup
+
+    def _env(self, instance: FleetInstance, service: str,
+             extra: Mapping[str, str]) -> dict[str, str]:
+        env = self._base_env.copy()
+        env.update({"ROLLWAVE_CUSTOMER": instance.customer, "ROLLWAVE_INSTANCE": instance.name,
+                    "ROLLWAVE_KEY": instance.key, "ROLLWAVE_ENVIRONMENT": instance.environment,
+                    "ROLLWAVE_SERVICE": service})
+        for name, value in extra.items():
+            env[f"ROLLWAVE_{name.upper()}"] = value
+        for prefix, values in (("TARGET", instance.target), ("LABELS", instance.labels)):
+            for key, value in values.items():
+                name = f"ROLLWAVE_{prefix}_{_ENV_NAME.sub('_', str(key).upper())}"
+                env[name] = _scalar(value).replace("\x00", "")
+        return env
+
+    # -- recorded state -------------------------------------------------------------------------
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = threading.Lock()
+            return lock
+
+    def _folder(self, instance: FleetInstance) -> Path:
+        folder = self.root / path_component(instance.customer) / path_component(instance.name)
+        if folder not in self._dirs:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._dirs.add(folder)
+        return folder
+
+    def _state_file(self, instance: FleetInstance) -> Path:
+        return (self.root / path_component(instance.customer) / path_component(instance.name)
+                / "state.json")
+
+    def _recorded(self, instance: FleetInstance, services: Sequence[str]) -> ActualState:
+        data = read_json(self._state_file(instance)) or {}
+        recorded = data.get("services")
+        if not isinstance(recorded, dict):
+            return ActualState(detail="nothing deployed by this deployer yet")
+        versions: dict[str, str] = {}
+        hashes: dict[str, str] = {}
+        for service in services:
+            entry = recorded.get(service)
+            if isinstance(entry, dict) and isinstance(entry.get("version"), str):
+                versions[service] = entry["version"]
+                if entry.get("config_hash"):
+                    hashes[service] = str(entry["config_hash"])
+        return ActualState(versions, hashes, "as recorded by the command deployer")
+
+    def _record(self, instance: FleetInstance, service: str,
+                entry: dict[str, str] | None) -> None:
+        """Set (or, with None, drop) one service's record; written atomically, no fsync.
+
+        Losing the last write to a power cut only makes a deploy run again, which is harmless.
+        """
+        path = self._folder(instance) / "state.json"
+        data = read_json(path) or {}
+        services = data.get("services") if isinstance(data.get("services"), dict) else {}
+        assert isinstance(services, dict)
+        if entry is None:
+            if service not in services:
+                return
+            del services[service]
+        else:
+            services[service] = {**entry, "deployed_at": datetime.now(UTC).isoformat()}
+        data = {"instance": instance.key, "services": services}
+        write_atomic(path, json.dumps(data, sort_keys=True).encode("utf-8"))
+
+
+def _failure(outcome: RunOutcome, what: str, timeout: float) -> str:
+    if outcome.error:
+        return f"{what} could not start: {outcome.error}"
+    if outcome.timed_out:
+        return f"{what} timed out after {timeout:g}s; its process group was killed"
+    if outcome.returncode is not None and outcome.returncode < 0:
+        return f"{what} was killed by signal {-outcome.returncode}"
+    return f"{what} exited with code {outcome.returncode}"
+
+
+def _factory(options: CommandOptions, env: DeployerEnvironment) -> CommandDeployer:
+    return CommandDeployer(options, env)
+
+
+def _register() -> None:
+    from rollwave.adapters.deployers import registry
+
+    registry.register("command", _factory, CommandOptions,
+                      "shell command templates (ssh, scripts, kubectl, ...) run per service")
+
+
+_register()
