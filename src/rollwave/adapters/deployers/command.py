@@ -425,7 +425,7 @@ def kill_group(pgid: int, grace: float, proc: subprocess.Popen[bytes] | None = N
 
 def output_text(data: bytes, omitted: int, secrets: Sequence[str]) -> str:
     """Decoded, redacted output; a truncated head is cut to a whole line and marked."""
-    text = data.decode("utf-8", errors="replace")
+    text = data.decode("utf-8", errors="replace").rstrip("\n")
     if omitted:
         cut = text.find("\n")
         text = text[cut + 1:] if 0 <= cut < 4096 else text
