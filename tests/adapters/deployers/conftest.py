@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import signal
-import sys
+import socket
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -134,4 +134,8 @@ def reaper(tmp_path: Path) -> Iterator[list[int]]:
             os.killpg(pid, signal.SIGKILL)
 
 
-PYTHON = sys.executable
+def free_port() -> int:
+    """A free loopback TCP port (as ``tests/services.py`` finds one)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from tests.adapters.deployers.conftest import make_context, make_instance
 
 from rollwave.adapters.deployers import DeployerEnvironment, registry
 from rollwave.adapters.deployers.command import (
@@ -26,6 +25,8 @@ from rollwave.adapters.deployers.local import running
 from rollwave.core.hashing import config_hash
 from rollwave.errors import DeployError
 from rollwave.ports.deployer import DesiredState
+
+from .conftest import make_context, make_instance
 
 HOSTILE = [
     "x; touch {mark}",
