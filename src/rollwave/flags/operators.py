@@ -25,7 +25,7 @@ Predicate = Callable[[Any], bool]
 SemverKey = tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]
 
 _SEMVER = re.compile(
-    r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?$"
 )
@@ -43,7 +43,7 @@ def text(value: Any) -> str:
 
 
 def semver_key(value: Any) -> SemverKey | None:
-    """A sortable key for a SemVer 2.0 version (an optional leading ``v``), else ``None``."""
+    """A sortable key for a strict SemVer 2.0 version (no leading ``v``), else ``None``."""
     if not isinstance(value, str):
         return None
     match = _SEMVER.match(value.strip())
