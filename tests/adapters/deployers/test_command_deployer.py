@@ -18,10 +18,9 @@ from rollwave.adapters.deployers.command import (
     Template,
     output_text,
     parse_status,
-    path_component,
     run_command,
 )
-from rollwave.adapters.deployers.local import running
+from rollwave.adapters.deployers.local import path_component, running
 from rollwave.core.hashing import config_hash
 from rollwave.errors import DeployError
 from rollwave.ports.deployer import DesiredState

@@ -18,8 +18,7 @@ When there is no ``status`` command, :meth:`CommandDeployer.actual` reports what
 last deployed successfully, recorded under ``<state_dir>/command-state/``; a service is dropped
 from that record before its command runs, so a deploy interrupted by a crash is repeated.
 
-This module also holds the small helpers the ``local`` deployer shares: :class:`Template`,
-:func:`write_atomic`, :func:`read_json` and :func:`path_component`.
+The file helpers (atomic writes, safe path components) are shared with the ``local`` deployer.
 """
 
 from __future__ import annotations
@@ -40,10 +39,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rollwave.adapters.deployers.local import dig, path_component, read_json, write_atomic
 from rollwave.core.durations import Duration
 from rollwave.core.fleet import FleetInstance
 from rollwave.core.hashing import config_hash
@@ -135,10 +134,6 @@ class Template:
             return cls(name, shell, (), str(exc))
         return cls(name, shell, elements)
 
-    def fields(self) -> set[str]:
-        """Every placeholder the template uses."""
-        return {field for element in self.elements for _, field in element if field}
-
     def render(self, lookup: Callable[[str], str], shell: str = "/bin/sh") -> list[str]:
         """The argv to run, with each placeholder replaced by ``lookup(name)``."""
         if self.problem is not None:
@@ -223,60 +218,6 @@ def _scalar(value: Any) -> str:
     if isinstance(value, str | int | float):
         return str(value)
     return json.dumps(value, sort_keys=True, default=str)
-
-
-def dig(data: Mapping[str, Any], path: str) -> Any:
-    """``data[path]``, or the nested value at dotted ``path``; ``KeyError`` when absent."""
-    if path in data:
-        return data[path]
-    head, dot, rest = path.partition(".")
-    if dot and isinstance(data.get(head), Mapping):
-        return dig(data[head], rest)
-    raise KeyError(path)
-
-
-# --- files -----------------------------------------------------------------------------------
-
-
-def path_component(name: str) -> str:
-    """A file-name-safe form of a name (ids pass unchanged; ``/``, spaces etc. are %-escaped)."""
-    safe = quote(name, safe="")
-    return {"": "%", ".": "%2E", "..": "%2E%2E"}.get(safe, safe)
-
-
-def write_atomic(path: Path, data: bytes, *, durable: bool = False, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` atomically (temp file + rename; fsync when ``durable``)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it is missing or unreadable."""
-    try:
-        with open(path, "rb") as handle:
-            data = json.loads(handle.read())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # --- running commands ------------------------------------------------------------------------
@@ -610,8 +551,8 @@ class CommandDeployer:
             ctx.log(f"{service}: {message}")
             return DeployResult(True, message, text)
         why = _failure(outcome, f"{template.name} command for {service}", self.options.timeout)
-        tail = last_lines(redact(outcome.error, ctx.redact) or text)
-        message = f"{why}" + (f"; last output: {tail}" if tail else "")
+        tail = last_lines(text)
+        message = redact(why, ctx.redact) + (f"; last output: {tail}" if tail else "")
         ctx.log(f"{service}: {message}")
         return DeployResult(False, message, text)
 

@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -34,18 +35,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from rollwave.adapters.deployers.command import (
-    Template,
-    describe_placeholders,
-    dig,
-    path_component,
-    read_json,
-    write_atomic,
-)
 from rollwave.core.durations import Duration
 from rollwave.core.fleet import FleetInstance
 from rollwave.core.hashing import config_hash
@@ -65,6 +59,7 @@ _PROC: Final = Path("/proc")
 _PORT_HINT: Final = ("set target: {port: 8001} on the instance (its services count up from it) "
                      "or target: {ports: {SERVICE: 8001}}")
 
+_FORMATTER: Final = string.Formatter()
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _CHILDREN_LOCK = threading.Lock()
 
@@ -110,7 +105,6 @@ class LocalDeployer:
         self.root = env.state_dir / "instances"
         self._http = httpx.Client(timeout=options.probe_timeout, trust_env=False,
                                   limits=httpx.Limits(max_keepalive_connections=0))
-        self._templates: dict[tuple[str, ...], Template] = {}
         self._locks: dict[Path, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -186,7 +180,6 @@ class LocalDeployer:
         config = desired.configs.get(service, {})
         paths = self._paths(instance, service)
         run = self._run(service)
-        template = self._template(run)
         paths.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._locked(paths.folder):
             found, _ = self._probe(paths, port)
@@ -194,7 +187,7 @@ class LocalDeployer:
                 log(f"already runs {version} on port {port}; skipped")
                 return DeployResult(True, f"{service} already at {version}")
             lookup = self._lookup(instance, service, port, version, paths)
-            argv = template.render(lookup)
+            argv = render_argv(run.command, lookup)
             write_atomic(paths.config, json.dumps(config, sort_keys=True, default=str)
                          .encode("utf-8"), durable=True)
             self._stop_recorded(paths, log)
@@ -332,14 +325,6 @@ class LocalDeployer:
         found = self.env.services.get(service)
         return found.local if found is not None else LocalRun()
 
-    def _template(self, run: LocalRun) -> Template:
-        key = tuple(run.command)
-        template = self._templates.get(key)
-        if template is None:
-            template = Template.parse("local", list(run.command), PLACEHOLDERS)
-            self._templates[key] = template
-        return template
-
     def _lookup(self, instance: FleetInstance, service: str, port: int, version: str,
                 paths: _Paths) -> Callable[[str], str]:
         fixed = {"python": self.env.python or sys.executable, "port": str(port),
@@ -357,7 +342,7 @@ class LocalDeployer:
             except KeyError:
                 raise DeployError(
                     f"instance {instance.key} has no {head}.{rest} for {{{field}}}",
-                    hint=f"known placeholders: {describe_placeholders(PLACEHOLDERS)}") from None
+                    hint=f"add '{rest}' under {head}: of the instance") from None
             return str(value)
         return lookup
 
@@ -396,6 +381,93 @@ def _valid_port(instance: FleetInstance, service: str, value: Any) -> int:
         raise DeployError(f"instance {instance.key} has an invalid port {value!r} for "
                           f"service '{service}'", hint=_PORT_HINT)
     return value
+
+
+# --- argv templates and files ----------------------------------------------------------------
+
+
+def render_argv(command: Sequence[str], lookup: Callable[[str], str]) -> list[str]:
+    """``command`` with each ``{placeholder}`` replaced by ``lookup(name)`` (no shell involved).
+
+    Unknown placeholders (and format specs) are a ``DeployError`` naming the known ones.
+    """
+    known = ", ".join([*(f"{{{p}}}" for p in PLACEHOLDERS), "{target.X}", "{labels.X}"])
+    hint = ("fix services.<name>.local.command in rollwave.yaml; write {{ and }} for literal "
+            "braces")
+    argv: list[str] = []
+    for element in command:
+        try:
+            parsed = list(_FORMATTER.parse(element))
+        except ValueError as exc:
+            raise DeployError(f"local command item {element!r} is not a valid template: {exc}",
+                              hint=hint) from None
+        pieces: list[str] = []
+        for literal, field, spec, conversion in parsed:
+            pieces.append(literal)
+            if field is None:
+                continue
+            head, dot, rest = field.partition(".")
+            if spec or conversion or not (field in PLACEHOLDERS or (
+                    dot and rest and head in ("target", "labels"))):
+                raise DeployError(f"unknown placeholder {{{field}}} in the local command; known "
+                                  f"placeholders: {known}", hint=hint)
+            pieces.append(lookup(field))
+        argv.append("".join(pieces))
+    return argv
+
+
+def dig(data: Mapping[str, Any], path: str) -> Any:
+    """``data[path]``, or the nested value at dotted ``path``; ``KeyError`` when absent."""
+    if path in data:
+        return data[path]
+    head, dot, rest = path.partition(".")
+    if dot and isinstance(data.get(head), Mapping):
+        return dig(data[head], rest)
+    raise KeyError(path)
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def path_component(name: str) -> str:
+    """A file-name-safe form of a name (ids pass unchanged; ``/``, spaces etc. are %-escaped)."""
+    safe = quote(name, safe="")
+    return {"": "%", ".": "%2E", "..": "%2E%2E"}.get(safe, safe)
+
+
+def write_atomic(path: Path, data: bytes, *, durable: bool = False, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file + rename; fsync when ``durable``)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 # --- processes -------------------------------------------------------------------------------
