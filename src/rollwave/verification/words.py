@@ -32,9 +32,9 @@ def quantity(value: float, unit: str) -> str:
 
 
 def seconds(value: float) -> str:
-    """A span of time: ``1.5s`` under ten seconds, else ``20s``, ``2m30s``."""
+    """A span of time: ``0.25s``, ``1.5s`` under ten seconds, else ``20s``, ``2m30s``."""
     if 0 < value < 10:
-        return f"{value:.1f}".rstrip("0").rstrip(".") + "s"
+        return f"{value:.2f}".rstrip("0").rstrip(".") + "s"
     return format_duration(value)
 
 
