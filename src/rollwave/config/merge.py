@@ -196,9 +196,9 @@ class _Tracer:
             self.clear_below(path)
             action = "set" if base is _MISSING else "override"
             if mode.kind == "by" and items:
-                for index, item in enumerate(items):
-                    self.leaves(item, (*path, index), layer, local=(*local, index),
-                                action=action, modes=mode_child(modes, index))
+                for pos, item in enumerate(items):
+                    self.leaves(item, (*path, pos), layer, local=(*local, pos),
+                                action=action, modes=mode_child(modes, pos))
             else:
                 self.add(path, layer, local[:-1] if local[-1:] == (ITEMS_MARKER,) else local,
                          items, action)
