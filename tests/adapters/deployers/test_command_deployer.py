@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -104,16 +105,49 @@ def test_argv_list_runs_without_a_shell(tmp_path: Path) -> None:
     assert not mark.exists()
 
 
-@pytest.mark.parametrize("template", [
-    "echo '{version}'",
-    'echo "{labels.note}"',
-    "echo \"it's {service}\"",
-    "echo ${version}",
+@pytest.mark.parametrize(("template", "where"), [
+    ("echo '{version}'", "single quotes"),
+    ('echo "{labels.note}"', "double quotes"),
+    ("echo \"it's {service}\"", "double quotes"),
+    ("echo ${version}", "follows '$'"),
+    ("echo `echo {labels.note}`", "backticks"),
+    ("echo $(( {version} + 1 ))", "arithmetic"),
+    ("cat <<EOF\n{labels.note}\nEOF", "here-document"),
+    ("echo 'a' \"b\" `c`; cat <<-X\nx\nX\necho {version}", "here-document"),
 ])
-def test_placeholders_inside_quotes_are_refused(tmp_path: Path, template: str) -> None:
+def test_placeholders_where_quoting_cannot_protect_them_are_refused(
+        tmp_path: Path, template: str, where: str) -> None:
     d = deployer(tmp_path, deploy=template)
-    with pytest.raises(DeployError, match=r"quotes|follows"):
+    with pytest.raises(DeployError, match=re.escape(where)):
         d.deploy(make_instance(labels={"note": "n"}), desired(), make_context(tmp_path)[0])
+
+
+def test_comments_and_here_strings_do_not_confuse_the_quote_check(tmp_path: Path) -> None:
+    template = ("# don't forget: it's fine\n"
+                "cat <<< {version}; echo x#y {service} # {labels.note} isn't run")
+    d = deployer(tmp_path, deploy=template, shell="/bin/bash")  # <<< is bash
+    result = d.deploy(make_instance(labels={"note": "n"}), desired("1.2"),
+                      make_context(tmp_path)[0])
+    assert result.ok, result
+    assert result.log == "1.2\nx#y api"
+
+
+def test_double_quoting_for_commands_a_remote_shell_parses_again(tmp_path: Path) -> None:
+    """``ssh host cmd ARGS`` joins ARGS and hands them to a shell again: ``{x!q}`` is for that."""
+    mark = tmp_path / "pwned"
+    fake_ssh = tmp_path / "ssh"
+    fake_ssh.write_text('#!/bin/sh\nhost="$1"; shift; exec /bin/sh -c "$*"\n')
+    fake_ssh.chmod(0o755)
+    note = f"a b; touch {mark} $(touch {mark}) 'q'"
+    inst = make_instance(labels={"note": note}, target={"host": "h1"})
+    for template in (f"{fake_ssh} {{target.host}} printf %s {{labels.note!q}}",
+                     [str(fake_ssh), "{target.host}", "printf", "%s", "{labels.note!q}"]):
+        d = deployer(tmp_path, deploy=template)
+        result = d.deploy(inst, desired(), make_context(tmp_path)[0])
+        assert result.ok, result
+        assert result.log == note
+        assert not mark.exists()
+        d.stop(inst)
 
 
 def test_quotes_elsewhere_and_escaped_braces_are_fine(tmp_path: Path) -> None:
@@ -158,6 +192,8 @@ def test_template_parsing_details() -> None:
     assert Template.parse("x", "a {{b}}", ["b"]).problem is None
     assert "not a valid template" in (Template.parse("x", "a {b", ["b"]).problem or "")
     assert "format spec" in (Template.parse("x", "{b!r}", ["b"]).problem or "")
+    assert "format spec" in (Template.parse("x", "{b:>4}", ["b"]).problem or "")
+    assert Template.parse("x", "{b!q}", ["b"]).problem is None
     assert "unknown placeholder {}" in (Template.parse("x", "{}", ["b"]).problem or "")
     assert Template.parse("x", "echo \\'{b}", ["b"]).problem is None  # escaped quote
 

@@ -105,7 +105,10 @@ class CommandOptions(BaseModel):
 
 # --- templates -------------------------------------------------------------------------------
 
-Part = tuple[str, str | None]
+Part = tuple[str, str | None, bool]  # literal text, placeholder, quote once more (``!q``)
+_CONTEXTS: Final = {"'": "inside 'single quotes'", '"': 'inside "double quotes"',
+                    "`": "inside `backticks` (use $(...))", "$((": "inside $((arithmetic))",
+                    "<<": "after a here-document (<<)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,9 @@ class Template:
 
     A string template (``shell=True``) is one element run by the shell with every value
     quoted; a list template is an argv whose elements get values substituted verbatim.
-    ``problem`` describes a configuration mistake; it is raised as ``DeployError`` on use.
+    ``{name!q}`` quotes the value once more, for command lines a second shell parses again
+    (``ssh host cmd {x!q}``). ``problem`` describes a configuration mistake; it is raised as
+    ``DeployError`` on use.
     """
 
     name: str
@@ -141,20 +146,21 @@ class Template:
         argv: list[str] = []
         for element in self.elements:
             pieces: list[str] = []
-            for literal, field in element:
+            for literal, field, twice in element:
                 pieces.append(literal)
                 if field is not None:
                     value = lookup(field)
                     if "\x00" in value:
                         raise DeployError(f"the value of {{{field}}} contains a NUL byte",
                                           hint="remove it from the instance's target or labels")
+                    value = shlex.quote(value) if twice else value
                     pieces.append(shlex.quote(value) if self.shell else value)
             argv.append("".join(pieces))
         return [shell, "-c", argv[0]] if self.shell else argv
 
 
 class _TemplateError(Exception):
-    pass
+    """A template mistake, turned into ``Template.problem``."""
 
 
 def describe_placeholders(known: Sequence[str], prefixes: Sequence[str] = PREFIXES) -> str:
@@ -168,45 +174,64 @@ def _parse_element(name: str, text: str, known: Sequence[str], prefixes: Sequenc
         pieces = list(_FORMATTER.parse(text))
     except ValueError as exc:
         raise _TemplateError(f"the {name} command {text!r} is not a valid template: {exc}"
-                               ) from None
+                             ) from None
     parts: list[Part] = []
-    state = ""  # shell quoting state: "", "'" or '"'
-    for literal, field, spec, conversion in pieces:
-        state = _quote_state(literal, state) if shell else state
+    state = ""
+    for index, (literal, field, spec, conversion) in enumerate(pieces):
+        state = _shell_context(literal, state, index == 0) if shell else state
         if field is None:
-            parts.append((literal, None))
+            parts.append((literal, None, False))
             continue
         head, dot, rest = field.partition(".")
         if not (field in known or (dot and rest and head in prefixes)):
             raise _TemplateError(
                 f"unknown placeholder {{{field}}} in the {name} command; known placeholders: "
                 f"{describe_placeholders(known, prefixes)}")
-        if spec or conversion:
+        if spec or conversion not in (None, "q"):
             raise _TemplateError(f"placeholder {{{field}}} in the {name} command has a format "
-                                   "spec or conversion; write plain {name}")
-        if state:
+                                 f"spec or conversion; write {{{field}}} (or {{{field}!q}})")
+        if state in _CONTEXTS:
             raise _TemplateError(
-                f"placeholder {{{field}}} in the {name} command is inside {state}quotes{state}; "
-                "remove those quotes: Rollwave quotes every value itself")
+                f"placeholder {{{field}}} in the {name} command is {_CONTEXTS[state]}, where "
+                "quoting cannot protect it; move it out: Rollwave quotes every value itself")
         if shell and literal.endswith("$"):
             raise _TemplateError(f"placeholder {{{field}}} in the {name} command follows '$'; "
-                                   "use the ROLLWAVE_* environment variables instead")
-        parts.append((literal, field))
+                                 "use the ROLLWAVE_* environment variables instead")
+        parts.append((literal, field, conversion == "q"))
     return tuple(parts)
 
 
-def _quote_state(literal: str, state: str) -> str:
-    """The shell's quoting state after ``literal`` (enough to refuse quoted placeholders)."""
-    escaped = False
-    for char in literal:
-        if escaped:
-            escaped = False
-        elif char == "\\" and state != "'":
-            escaped = True
-        elif not state and char in "'\"":
+def _shell_context(text: str, state: str, at_start: bool) -> str:
+    """The shell context after ``text``, enough to refuse placeholders where quoting fails.
+
+    States: ``""`` plain words; a quote or a backtick when inside one; ``#`` a comment; ``$((``
+    arithmetic; ``<<`` anywhere after a here-document operator (sticky: its end is not tracked).
+    """
+    index = 0
+    while index < len(text) and state != "<<":
+        char = text[index]
+        if state == "'":
+            state = "" if char == "'" else state
+        elif state == "#":
+            state = "" if char == "\n" else state
+        elif state == "$((":
+            if text.startswith("))", index):
+                state, index = "", index + 1
+        elif char == "\\":
+            index += 1
+        elif state in ('"', "`"):
+            state = "" if char == state else state
+        elif char in "'\"`":
             state = char
-        elif char == state:
-            state = ""
+        elif char == "#" and (text[index - 1] in " \t\n;&|()" if index else at_start):
+            state = "#"
+        elif text.startswith("$((", index):
+            state, index = "$((", index + 2
+        elif text.startswith("<<<", index):
+            index += 2
+        elif text.startswith("<<", index):
+            state = "<<"
+        index += 1
     return state
 
 
