@@ -166,3 +166,10 @@ def test_metric_sources_lookup_and_problems() -> None:
         "metric check 'z': unknown measure 'nope('; the scrape source derives error_ratio, "
         "p95_latency_ms, p99_latency_ms, request_rate or reads a gauge by its metric name",
     ]
+
+
+def test_default_sources_are_the_embedded_scrape() -> None:
+    from rollwave.verification import MetricSources as Exported
+
+    assert Exported is MetricSources
+    assert list(MetricSources.default()) == ["scrape"]

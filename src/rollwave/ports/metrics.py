@@ -178,6 +178,17 @@ class MetricSources(Mapping[str, MetricSource]):
     def __init__(self, sources: Mapping[str, MetricSource]) -> None:
         self._sources = dict(sources)
 
+    @classmethod
+    def default(cls) -> MetricSources:
+        """Only the embedded ``scrape`` source with its default options (demo-service metrics).
+
+        Same as ``rollwave.adapters.metrics.build_sources()``; pass the workspace's metric
+        source settings to that function to get the configured ones.
+        """
+        from rollwave.adapters.metrics import build_sources  # the port must not import it early
+
+        return build_sources()
+
     def __getitem__(self, name: str) -> MetricSource:
         return self._sources[name]
 

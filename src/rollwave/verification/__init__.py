@@ -14,6 +14,7 @@ parts (parsing a scrape, deriving measures, judging a check) live in ``expositio
 ``measures`` and ``judge`` and are usable on their own, e.g. :func:`window_series` for charts.
 """
 
+from rollwave.ports.metrics import MetricSources
 from rollwave.verification.exposition import ExpositionError, Scrape, parse_exposition
 from rollwave.verification.http import UnreachableError
 from rollwave.verification.judge import Rules, judge
@@ -23,6 +24,7 @@ from rollwave.verification.runner import VerificationTarget, verify_instance
 __all__ = [
     "ExpositionError",
     "MeasureSpec",
+    "MetricSources",
     "Rules",
     "Scrape",
     "UnreachableError",
