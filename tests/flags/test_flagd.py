@@ -55,7 +55,9 @@ def test_export_reports_what_flagd_cannot_express() -> None:
         "fallthrough": {"split": {"true": 12.5, "false": 87.5}}})
     document, problems = export_flagd(FlagSet(flags={"f": flag}))
     messages = " ".join(p.message for p in problems)
-    assert "in_cidr" in messages and "prerequisites" in messages and "bucketing" in messages
+    assert "in_cidr" in messages
+    assert "prerequisites" in messages
+    assert "bucketing" in messages
     fractional = document["flags"]["f"]["targeting"]["if"][-1]["fractional"]
     assert fractional == [["true", 1250], ["false", 8750]]
 

@@ -58,7 +58,8 @@ def test_crud_with_actor_reason_and_versions(client: TestClient,
     change = created.json()["change"]
     assert (change["actor"], change["reason"], change["before"]) == ("alice", "launch", None)
     got = client.get("/api/v1/flags/new-checkout")
-    assert got.headers["etag"] == '"1"' and got.json()["version"] == 1
+    assert got.headers["etag"] == '"1"'
+    assert got.json()["version"] == 1
     assert [f["key"] for f in client.get("/api/v1/flags").json()["flags"]] == ["new-checkout"]
     stale = client.patch("/api/v1/flags/new-checkout", json={"description": "x"},
                          headers={"If-Match": '"7"'})
@@ -113,11 +114,13 @@ def test_snapshot_etag_and_304(client: TestClient) -> None:
                        headers={"If-None-Match": etag})
     assert again.status_code == 304
     dev = client.get("/api/v1/flags/snapshot?environment=dev")
-    assert dev.headers["etag"] != etag and dev.json()["flags"]["f"].get("enabled", False) is False
+    assert dev.headers["etag"] != etag
+    assert dev.json()["flags"]["f"].get("enabled", False) is False
     client.patch("/api/v1/flags/f", json={"description": "changed"})
     changed = client.get("/api/v1/flags/snapshot?environment=prod",
                          headers={"If-None-Match": etag})
-    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
 
 
 def test_ofrep_single_flag_responses(client: TestClient) -> None:
@@ -145,7 +148,8 @@ def test_ofrep_bulk_with_etag(client: TestClient) -> None:
     body = {"context": {"targetingKey": "u", "customer": "acme"}}
     first = client.post("/ofrep/v1/evaluate/flags", json=body)
     items = {i["key"]: i for i in first.json()["flags"]}
-    assert items["f"]["value"] is True and items["s"]["value"] == "A"
+    assert items["f"]["value"] is True
+    assert items["s"]["value"] == "A"
     etag = first.headers["etag"]
     assert client.post("/ofrep/v1/evaluate/flags", json=body,
                        headers={"If-None-Match": etag}).status_code == 304

@@ -93,7 +93,8 @@ def test_offline_bootstrap_and_cache(server: FlagServer, tmp_path: Path) -> None
         assert client.wait_until_ready(5)
         assert eventually(cache.exists)
     offline = RollwaveClient(None, bootstrap=cache)
-    assert offline.ready and offline.boolean("new-checkout", ACME) is True
+    assert offline.ready
+    assert offline.boolean("new-checkout", ACME) is True
     unreachable = RollwaveClient("http://127.0.0.1:9", environment="prod", cache_path=cache,
                                  backoff_max=0.1)
     try:
@@ -119,7 +120,7 @@ def test_fork_restarts_the_sync_thread_in_the_child(server: FlagServer) -> None:
         if pid == 0:  # the child: a fresh sync thread must follow changes
             code = 1
             try:
-                sync = client._sync  # noqa: SLF001
+                sync = client._sync
                 if sync is not None and sync.running and eventually(
                         lambda: client.boolean("new-checkout", GLOBEX) is True, 10):
                     code = 0

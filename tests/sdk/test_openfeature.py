@@ -39,7 +39,8 @@ def _check_client(client: Any) -> None:
                                                                 "true")
     assert details.flag_metadata["ruleId"] == "acme"
     split = client.get_boolean_details("bool", True, EvaluationContext("user-9", {}))
-    assert split.reason == Reason.SPLIT and split.error_code is None
+    assert split.reason == Reason.SPLIT
+    assert split.error_code is None
     assert client.get_string_value("str", "x", ACME) == "#f00"
     assert client.get_integer_value("int", 0, ACME) == 300
     assert client.get_float_value("float", 0.0, ACME) == 0.5
@@ -74,6 +75,7 @@ def test_ofrep_bulk_etag_over_http(server: FlagServer) -> None:
     url = f"{server.url}/ofrep/v1/evaluate/flags"
     body = {"context": {"targetingKey": "user-1", "customer": "acme"}}
     first = httpx.post(url, json=body)
-    assert first.status_code == 200 and len(first.json()["flags"]) == len(FLAGS)
+    assert first.status_code == 200
+    assert len(first.json()["flags"]) == len(FLAGS)
     again = httpx.post(url, json=body, headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304

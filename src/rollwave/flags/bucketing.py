@@ -79,7 +79,7 @@ def _head(major: int, length: int, out: bytearray) -> None:
         out += length.to_bytes(8, "big")
 
 
-def _cbor_into(value: Any, out: bytearray) -> None:
+def _cbor_into(value: Any, out: bytearray) -> None:  # noqa: PLR0912
     if value is None:
         out.append(0xF6)
     elif value is True:

@@ -150,7 +150,7 @@ class _Gen:
     # -- bucketing ----------------------------------------------------------------------------
 
     def bucket_value(self, depth: int, spec: Bucketing, on_missing: str) -> None:
-        """Emit code leaving the bucketing value (a str) in ``_k``; ``on_missing`` runs if absent."""
+        """Emit code leaving the bucketing value (a str) in ``_k``; ``on_missing`` if absent."""
         for index, attribute in enumerate(spec.by):
             name = self.const("K", attribute)
             if index == 0:

@@ -20,7 +20,7 @@ from rollwave.flags.http import flags_app
 from rollwave.flags.store import FlagStore, InMemoryFlagStore
 
 
-class ServerStartFailed(RollwaveError):
+class ServerStartError(RollwaveError):
     """The development flag server did not start listening in time."""
 
     code = "flag.server_start"
@@ -68,7 +68,7 @@ class FlagServer:
             if self._server.started:
                 return self
             time.sleep(0.01)
-        raise ServerStartFailed(f"flag server on {self.url} did not start in {timeout}s")
+        raise ServerStartError(f"flag server on {self.url} did not start in {timeout}s")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving (open streams are cut) and wait for the thread."""

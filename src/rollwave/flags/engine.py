@@ -147,12 +147,12 @@ def check_flag(flag: Flag, flagset: FlagSet | None = None) -> list[Problem]:
     problems: list[Problem] = []
     if flagset is not None:
         for name in sorted(flag.segment_refs() - set(segments)):
-            problems.append(Problem(message=f"unknown segment '{name}'", path="rules",
+            problems.append(Problem(message=f"unknown segment '{name}'", path="rules",  # noqa: PERF401
                                     code="flag.reference",
                                     hint="define it in flags/segments/NAME.yaml"))
         for prereq in flag.prerequisites:
             if prereq.flag not in flags:
-                problems.append(Problem(message=f"unknown prerequisite flag '{prereq.flag}'",
+                problems.append(Problem(message=f"unknown prerequisite flag '{prereq.flag}'",  # noqa: PERF401
                                         path="prerequisites", code="flag.reference"))
     subset = FlagSet(flags={flag.key: flag}, segments={
         k: s for k, s in segments.items() if k in flag.segment_refs()})

@@ -12,7 +12,7 @@ class FlagDefinitionError(FlagError):
     default_hint = "fix the named field of the flag definition; see docs/flags.md"
 
 
-class UnsafeRegex(FlagDefinitionError):
+class UnsafeRegexError(FlagDefinitionError):
     """A regex could backtrack catastrophically or is too long."""
 
     code = "flag.unsafe_regex"
@@ -39,9 +39,3 @@ class FlagConflict(Conflict):
 
     code = "flag.conflict"
     default_hint = "re-read the flag, re-apply your change and send the new version"
-
-
-class ImportFailed(FlagError):
-    """A flagd or Unleash document could not be imported."""
-
-    code = "flag.import"

@@ -38,7 +38,7 @@ def parse_path(text: str) -> tuple[str | int, ...]:
         if name:
             out.append(name)
         for index in re.findall(r"(\d+)\]", "[" + rest if rest else ""):
-            out.append(int(index))
+            out.append(int(index))  # noqa: PERF401
     return tuple(out)
 
 
@@ -55,8 +55,8 @@ def _pydantic_problems(exc: ValidationError, locate: Any) -> list[Problem]:
         suffix = note.group(0) if note else ""
         for part in _VARIANTS_NOTE.sub("", message).split("; "):
             match = _PATH_PREFIX.match(part)
-            where = loc + parse_path(match.group(1)) if match and "[" in match.group(1) \
-                or match and match.group(1) in ("fallthrough", "off_variant") else loc
+            where = loc + parse_path(match.group(1)) if (match and "[" in match.group(1)) \
+                or (match and match.group(1) in ("fallthrough", "off_variant")) else loc
             problems.append(locate(where, part + suffix))
     return problems
 
@@ -224,7 +224,7 @@ def load_flags_dir(root: Path) -> FlagSet:
     for flag, doc in parsed:  # cross-references need the whole set
         for problem in check_flag(flag, flagset):
             if "unknown" in problem.message or "cycle" in problem.message:
-                problems.append(_relocate(problem, doc))
+                problems.append(_relocate(problem, doc))  # noqa: PERF401
     if problems:
         raise ValidationFailed(problems, what="flags")
     return flagset

@@ -34,20 +34,20 @@ _MAX_REF_DEPTH = 32
 _COMPARE = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 
 
-class _Unsupported(Exception):
+class _UnsupportedError(Exception):
     pass
 
 
 def _inline_refs(node: Any, evaluators: Mapping[str, Any], depth: int = 0) -> Any:
     if depth > _MAX_REF_DEPTH:
-        raise _Unsupported("$ref nesting too deep (a cycle?)")
+        raise _UnsupportedError("$ref nesting too deep (a cycle?)")
     if isinstance(node, list):
         return [_inline_refs(item, evaluators, depth) for item in node]
     if isinstance(node, dict):
         if set(node) == {"$ref"}:
             name = node["$ref"]
             if name not in evaluators:
-                raise _Unsupported(f"$ref to unknown evaluator '{name}'")
+                raise _UnsupportedError(f"$ref to unknown evaluator '{name}'")
             return _inline_refs(evaluators[name], evaluators, depth + 1)
         return {k: _inline_refs(v, evaluators, depth) for k, v in node.items()}
     return node
@@ -139,17 +139,17 @@ class _Importer:
         if args and not isinstance(args[0], list):
             attribute = _var_name(args[0])
             if attribute is None:
-                raise _Unsupported("fractional bucketBy must be a plain {\"var\": ...}")
+                raise _UnsupportedError("fractional bucketBy must be a plain {\"var\": ...}")
             bucketing = {"by": [attribute], "hash": "flagd", "salt": ""}
             args = args[1:]
         split = []
         for item in args:
             if not isinstance(item, list) or not 1 <= len(item) <= 2 \
                     or not isinstance(item[0], str):
-                raise _Unsupported(f"fractional bucket {item!r} is not [variant, weight]")
+                raise _UnsupportedError(f"fractional bucket {item!r} is not [variant, weight]")
             weight = item[1] if len(item) == 2 else 1
             if isinstance(weight, bool) or not isinstance(weight, int):
-                raise _Unsupported(f"fractional weight {weight!r} is not an integer")
+                raise _UnsupportedError(f"fractional weight {weight!r} is not an integer")
             split.append({"variant": item[0], "weight": max(0, weight)})
         return {"split": split, "bucketing": bucketing}
 
@@ -178,7 +178,7 @@ class _Importer:
                 index += 2
             tail = args[index] if index < len(args) else None
             return self.walk(tail, when)
-        raise _Unsupported("targeting must be if/else chains of variant names and fractional")
+        raise _UnsupportedError("targeting must be if/else chains of variant names and fractional")
 
 
 def import_flagd(document: Mapping[str, Any]) -> tuple[FlagSet, list[Problem]]:
@@ -190,7 +190,7 @@ def import_flagd(document: Mapping[str, Any]) -> tuple[FlagSet, list[Problem]]:
         where = f"flags.{key}"
         try:
             flags[key] = _import_one(key, raw, evaluators, document.get("metadata") or {})
-        except (_Unsupported, FlagDefinitionError, ValueError) as exc:
+        except (_UnsupportedError, FlagDefinitionError, ValueError) as exc:
             message = exc.message if isinstance(exc, FlagDefinitionError) else str(exc)
             problems.append(Problem(message=f"flag '{key}': {message}", path=where,
                                     code="flag.import"))
@@ -201,10 +201,10 @@ def _import_one(key: str, raw: Mapping[str, Any], evaluators: Mapping[str, Any],
                 set_metadata: Mapping[str, Any]) -> Flag:
     variants = raw.get("variants") or {}
     if not isinstance(variants, dict) or not variants:
-        raise _Unsupported("needs a non-empty 'variants' object")
+        raise _UnsupportedError("needs a non-empty 'variants' object")
     default = raw.get("defaultVariant")
     if default is None or default not in variants:
-        raise _Unsupported(f"defaultVariant {default!r} is not one of its variants")
+        raise _UnsupportedError(f"defaultVariant {default!r} is not one of its variants")
     importer = _Importer(key, str(default))
     targeting = _inline_refs(raw.get("targeting") or {}, evaluators)
     fallthrough: dict[str, Any] = {"variant": default}
@@ -288,7 +288,7 @@ def _serve_logic(flag: Flag, serve: Serve, problems: list[Problem], where: str) 
                                 code="flag.export", severity="warning"))
     weights = [w.weight for w in serve.split or []]
     scale = 1 if all(float(w).is_integer() for w in weights) else 100
-    buckets = [[w.variant, int(round(w.weight * scale))] for w in serve.split or []]
+    buckets = [[w.variant, round(w.weight * scale)] for w in serve.split or []]
     by = spec.by[0]
     if by == "targetingKey" and spec.salt is None:
         return {"fractional": buckets}
@@ -317,8 +317,8 @@ def export_flagd(flagset: FlagSet, environment: str | None = None,
                 problems.append(Problem(message="percentage gate exported as a flagd fractional; "
                                         "flagd picks different contexts", path=rule_where,
                                         code="flag.export", severity="warning"))
-                parts.append({"==": [{"fractional": [["in", int(round(share * 100))],
-                                                     ["out", int(round((100 - share) * 100))]]},
+                parts.append({"==": [{"fractional": [["in", round(share * 100)],
+                                                     ["out", round((100 - share) * 100)]]},
                                      "in"]})
             condition = {"and": parts} if len(parts) > 1 else (parts[0] if parts else True)
             chain += [condition, _serve_logic(flag, rule.serve, problems, rule_where)]
@@ -334,7 +334,8 @@ def export_flagd(flagset: FlagSet, environment: str | None = None,
             entry["targeting"] = {"if": [*chain, fallthrough]}
         elif not isinstance(fallthrough, str):
             entry["targeting"] = fallthrough
-        metadata = {k: v for k, v in flag.metadata.items() if isinstance(v, str | int | float | bool)}
+        metadata = {k: v for k, v in flag.metadata.items()
+                    if isinstance(v, str | int | float | bool)}
         if metadata:
             entry["metadata"] = metadata
         out_flags[key] = entry

@@ -27,6 +27,7 @@ Writes take an optional ``X-Change-Reason`` header, recorded with the change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -129,7 +130,7 @@ class _Notifier:
         self._waiters.discard(entry)
 
 
-def flags_router(
+def flags_router(  # noqa: PLR0915
     store: FlagStore,
     auth: Callable[..., Any],
     *,
@@ -147,6 +148,9 @@ def flags_router(
     cache = SnapshotCache(store.flagset)
     notifier = _Notifier(store)
     router = APIRouter()
+    read_dep = Depends(reader)
+    write_dep = Depends(auth)
+    env_query = Query(default=None)
 
     def current(environment: str | None) -> CompiledEnvironment:
         return cache.get(environment if environment is not None else default_environment,
@@ -162,8 +166,8 @@ def flags_router(
     router.include_router(ofrep_router(current, environment_of, reader))
 
     @router.get("/api/v1/flags/snapshot", tags=["flags"])
-    def snapshot(request: Request, environment: str | None = Query(default=None),
-                 _actor: Any = Depends(reader)) -> Response:
+    def snapshot(request: Request, environment: str | None = env_query,
+                 _actor: Any = read_dep) -> Response:
         compiled = current(environment or environment_of(request))
         inm = request.headers.get("if-none-match", "")
         if compiled.etag in {t.strip().removeprefix("W/") for t in inm.split(",")}:
@@ -172,8 +176,8 @@ def flags_router(
                                                         "Cache-Control": "no-cache"})
 
     @router.get("/api/v1/flags/stream", tags=["flags"])
-    async def stream(request: Request, environment: str | None = Query(default=None),
-                     _actor: Any = Depends(reader)) -> StreamingResponse:
+    async def stream(request: Request, environment: str | None = env_query,
+                     _actor: Any = read_dep) -> StreamingResponse:
         env = environment or environment_of(request)
 
         async def events() -> AsyncIterator[bytes]:
@@ -191,10 +195,8 @@ def flags_router(
                                f"data: {data}\n\n").encode()
                         last_write = time.monotonic()
                     entry[1].clear()
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(entry[1].wait(), timeout=poll_interval)
-                    except TimeoutError:
-                        pass
                     if await request.is_disconnected():
                         return
                     if time.monotonic() - last_write >= keepalive_interval:
@@ -208,7 +210,7 @@ def flags_router(
                                           "X-Accel-Buffering": "no"})
 
     @router.get("/api/v1/flags", tags=["flags"])
-    def list_flags(_actor: Any = Depends(reader)) -> dict[str, Any]:
+    def list_flags(_actor: Any = read_dep) -> dict[str, Any]:
         flagset, revision = store.flagset()
         items = []
         for key in sorted(flagset.flags):
@@ -218,7 +220,7 @@ def flags_router(
         return {"flags": items, "revision": revision}
 
     @router.get("/api/v1/flags/{key}", tags=["flags"])
-    def get_flag(key: str, _actor: Any = Depends(reader)) -> Response:
+    def get_flag(key: str, _actor: Any = read_dep) -> Response:
         item = store.get_flag(key)
         if item is None:
             return _error(FlagNotFound(f"flag '{key}' does not exist"))
@@ -240,14 +242,14 @@ def flags_router(
                             headers={"ETag": f'"{change.version}"'})
 
     @router.put("/api/v1/flags/{key}", tags=["flags"])
-    async def put_flag(key: str, request: Request, actor: Any = Depends(auth)) -> Response:
+    async def put_flag(key: str, request: Request, actor: Any = write_dep) -> Response:
         data, problem = await _json(request)
         if problem:
             return problem
         return await _store_flag(request, key, data, actor)
 
     @router.patch("/api/v1/flags/{key}", tags=["flags"])
-    async def patch_flag(key: str, request: Request, actor: Any = Depends(auth)) -> Response:
+    async def patch_flag(key: str, request: Request, actor: Any = write_dep) -> Response:
         item = store.get_flag(key)
         if item is None:
             return _error(FlagNotFound(f"flag '{key}' does not exist"))
@@ -258,7 +260,7 @@ def flags_router(
         return await _store_flag(request, key, data, actor)
 
     @router.delete("/api/v1/flags/{key}", tags=["flags"])
-    def delete_flag(key: str, request: Request, actor: Any = Depends(auth)) -> Response:
+    def delete_flag(key: str, request: Request, actor: Any = write_dep) -> Response:
         try:
             change = store.delete_flag(key, actor=_actor_name(actor), reason=reason_of(request),
                                        expected_version=_if_match(request))
@@ -276,24 +278,24 @@ def flags_router(
         return JSONResponse({"change": _change_body(change)})
 
     @router.post("/api/v1/flags/{key}/kill", tags=["flags"])
-    def kill(key: str, request: Request, environment: str | None = Query(default=None),
-             actor: Any = Depends(auth)) -> Response:
+    def kill(key: str, request: Request, environment: str | None = env_query,
+             actor: Any = write_dep) -> Response:
         return _kill(key, request, actor, True, environment)
 
     @router.post("/api/v1/flags/{key}/unkill", tags=["flags"])
-    def unkill(key: str, request: Request, environment: str | None = Query(default=None),
-               actor: Any = Depends(auth)) -> Response:
+    def unkill(key: str, request: Request, environment: str | None = env_query,
+               actor: Any = write_dep) -> Response:
         return _kill(key, request, actor, False, environment)
 
     @router.get("/api/v1/segments", tags=["segments"])
-    def list_segments(_actor: Any = Depends(reader)) -> dict[str, Any]:
+    def list_segments(_actor: Any = read_dep) -> dict[str, Any]:
         flagset, revision = store.flagset()
         return {"segments": [s.model_dump(mode="json", exclude_defaults=True) | {"key": k}
                              for k, s in sorted(flagset.segments.items())],
                 "revision": revision}
 
     @router.get("/api/v1/segments/{key}", tags=["segments"])
-    def get_segment(key: str, _actor: Any = Depends(reader)) -> Response:
+    def get_segment(key: str, _actor: Any = read_dep) -> Response:
         item = store.get_segment(key)
         if item is None:
             return _error(SegmentNotFound(f"segment '{key}' does not exist"))
@@ -302,7 +304,7 @@ def flags_router(
         return JSONResponse(body, headers={"ETag": f'"{item.version}"'})
 
     @router.put("/api/v1/segments/{key}", tags=["segments"])
-    async def put_segment(key: str, request: Request, actor: Any = Depends(auth)) -> Response:
+    async def put_segment(key: str, request: Request, actor: Any = write_dep) -> Response:
         data, problem = await _json(request)
         if problem:
             return problem
@@ -317,7 +319,7 @@ def flags_router(
                             status_code=201 if change.before is None else 200)
 
     @router.delete("/api/v1/segments/{key}", tags=["segments"])
-    def delete_segment(key: str, request: Request, actor: Any = Depends(auth)) -> Response:
+    def delete_segment(key: str, request: Request, actor: Any = write_dep) -> Response:
         flagset, _ = store.flagset()
         users = sorted(k for k, f in flagset.flags.items() if key in f.segment_refs())
         if users:

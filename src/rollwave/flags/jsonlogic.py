@@ -15,6 +15,7 @@ Supported: ``var``, ``missing``, ``missing_some``, ``if``/``?:``, ``==``, ``===`
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -222,7 +223,7 @@ def _compare(test: Callable[[float, float], bool]) -> Callable[..., Any]:
     def compare(*values: Any) -> bool:
         if len(values) < 2:
             return False
-        pairs = list(zip(values, values[1:], strict=False))
+        pairs = list(itertools.pairwise(values))
         for a, b in pairs:
             if isinstance(a, str) and isinstance(b, str):
                 if not test(a, b):  # type: ignore[arg-type]

@@ -77,10 +77,11 @@ def ofrep_router(
 ) -> APIRouter:
     """OFREP routes; ``current(environment)`` gives the up-to-date compiled environment."""
     router = APIRouter(prefix="/ofrep/v1", tags=["ofrep"])
+    read_dep = Depends(read_auth)
 
     @router.post("/evaluate/flags/{key:path}")
     async def evaluate_flag(key: str, request: Request,
-                            _actor: Any = Depends(read_auth)) -> Response:
+                            _actor: Any = read_dep) -> Response:
         context, problem = await _read_context(request)
         if context is None:
             return JSONResponse({"key": key, "errorCode": ErrorCode.INVALID_CONTEXT,
@@ -92,7 +93,7 @@ def ofrep_router(
         return JSONResponse(error_body(details), status_code=status)
 
     @router.post("/evaluate/flags")
-    async def evaluate_all(request: Request, _actor: Any = Depends(read_auth)) -> Response:
+    async def evaluate_all(request: Request, _actor: Any = read_dep) -> Response:
         context, problem = await _read_context(request)
         if context is None:
             return JSONResponse({"errorCode": ErrorCode.INVALID_CONTEXT,
@@ -105,7 +106,7 @@ def ofrep_router(
             return Response(status_code=304, headers={"ETag": etag})
         items = []
         for details in compiled.snapshot.evaluate_all(context):
-            items.append(success_body(details) if details.error_code is None
+            items.append(success_body(details) if details.error_code is None  # noqa: PERF401
                          else error_body(details))
         body = {"flags": items, "metadata": {"revision": compiled.revision}}
         return JSONResponse(body, headers={"ETag": etag})

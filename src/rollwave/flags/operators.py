@@ -104,7 +104,7 @@ def compile_predicate(cond: Condition) -> Predicate:
     return base
 
 
-def _base_predicate(cond: Condition) -> Predicate:  # noqa: PLR0911, PLR0912
+def _base_predicate(cond: Condition) -> Predicate:  # noqa: PLR0915, PLR0911, PLR0912
     op = cond.op
     operands = cond.operands()
     fold = cond.case_insensitive

@@ -16,38 +16,33 @@ bounds the remaining polynomial cases.
 from __future__ import annotations
 
 import re
+from re import _constants as _c  # type: ignore[attr-defined]  # the parser re itself uses
+from re import _parser as _p  # type: ignore[attr-defined]
 from typing import Any
 
-from rollwave.flags.errors import UnsafeRegex
-
-try:  # Python 3.11+: the parser is a private module; fall back to sre_parse on older builds
-    from re import _constants as _c  # type: ignore[attr-defined]
-    from re import _parser as _p  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _p  # type: ignore[no-redef]
+from rollwave.flags.errors import UnsafeRegexError
 
 MAX_PATTERN = 512
 MAX_SUBJECT = 1024
 _UNBOUNDED = 16
-_SAMPLE = [chr(i) for i in range(0, 256)] + ["é", "ß", "中", "\u2028", "😀"]
+_SAMPLE = [chr(i) for i in range(256)] + ["é", "ß", "中", "\u2028", "😀"]
 
 
 def compile_safe(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
-    """Compile ``pattern`` after checking it is safe; raise :class:`UnsafeRegex` otherwise."""
+    """Compile ``pattern`` after checking it is safe; raise :class:`UnsafeRegexError` otherwise."""
     if not isinstance(pattern, str):
-        raise UnsafeRegex(f"regex must be a string, got {pattern!r}")
+        raise UnsafeRegexError(f"regex must be a string, got {pattern!r}")
     if len(pattern) > MAX_PATTERN:
-        raise UnsafeRegex(f"regex is {len(pattern)} characters, over the {MAX_PATTERN} limit")
+        raise UnsafeRegexError(f"regex is {len(pattern)} characters, over the {MAX_PATTERN} limit")
     flags = re.IGNORECASE if ignore_case else 0
     try:
         parsed = _p.parse(pattern, flags)
     except re.error as exc:
-        raise UnsafeRegex(f"invalid regex {pattern!r}: {exc}",
+        raise UnsafeRegexError(f"invalid regex {pattern!r}: {exc}",
                           hint="check the regex syntax (Python re flavour)") from None
     reason = _check_sequence(list(parsed), quantified=False)
     if reason:
-        raise UnsafeRegex(f"regex {pattern!r} is refused: {reason}")
+        raise UnsafeRegexError(f"regex {pattern!r} is refused: {reason}")
     return re.compile(pattern, flags)
 
 
@@ -55,7 +50,7 @@ def _is_repeat(op: Any) -> bool:
     return op in (_c.MAX_REPEAT, _c.MIN_REPEAT, getattr(_c, "POSSESSIVE_REPEAT", None))
 
 
-def _check_sequence(items: list[tuple[Any, Any]], *, quantified: bool) -> str | None:
+def _check_sequence(items: list[tuple[Any, Any]], *, quantified: bool) -> str | None:  # noqa: PLR0911, PLR0912
     previous_unbounded: list[tuple[Any, Any]] | None = None
     for op, arg in items:
         if op in (_c.GROUPREF, _c.GROUPREF_EXISTS):

@@ -23,7 +23,7 @@ Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True, slots=True)
-class Versioned(Generic[T]):  # noqa: UP046 - Python 3.11
+class Versioned(Generic[T]):
     """A stored value with its per-item version (bumped on every change of that item)."""
 
     value: T
@@ -135,7 +135,7 @@ class InMemoryFlagStore:
         with self._lock:
             return [c for c in self.changes if key is None or c.key == key]
 
-    def _write(self, kind: Literal["flag", "segment"], key: str,
+    def _write(self, kind: Literal["flag", "segment"], key: str,  # noqa: PLR0917
                table: dict[str, Versioned[T]], value: T | None, actor: str, reason: str,
                expected_version: int | None) -> Change:
         with self._lock:

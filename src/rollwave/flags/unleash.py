@@ -24,9 +24,9 @@ from typing import Any
 from rollwave.errors import Problem
 from rollwave.flags.details import EvaluationDetails
 from rollwave.flags.errors import FlagDefinitionError
+from rollwave.flags.model import Flag, FlagSet, Segment
 from rollwave.flags.operators import semver_key, to_datetime
 from rollwave.flags.regexguard import compile_safe
-from rollwave.flags.model import Flag, FlagSet, Segment
 
 OFF = "__off__"
 ON = "__on__"
@@ -88,7 +88,7 @@ def _values(constraint: Mapping[str, Any]) -> list[str]:
     return [str(v) for v in values]
 
 
-def constraint_conditions(constraint: Mapping[str, Any]) -> list[dict[str, Any]]:
+def constraint_conditions(constraint: Mapping[str, Any]) -> list[dict[str, Any]]:  # noqa: PLR0911
     """Rollwave conditions (ANDed) for one Unleash constraint."""
     op = str(constraint.get("operator", ""))
     attribute = str(constraint.get("contextName", ""))
@@ -293,7 +293,7 @@ def _variants_of(feature: Mapping[str, Any]) -> tuple[dict[int, str], list[dict[
     return names, out
 
 
-def _flag(feature: Mapping[str, Any], names: dict[int, str], variants: list[dict[str, Any]],
+def _flag(feature: Mapping[str, Any], names: dict[int, str], variants: list[dict[str, Any]],  # noqa: PLR0912, PLR0917
           variant_names: dict[str, dict[str, list[str]]], by_name: Mapping[str, Any],
           problems: list[Problem]) -> Flag:
     name = str(feature["name"])

@@ -43,7 +43,7 @@ _fork_hook_installed = False
 
 def _after_fork_in_child() -> None:
     for client in list(_clients):
-        client._after_fork()  # noqa: SLF001
+        client._after_fork()
 
 
 def _install_fork_hook() -> None:

@@ -16,6 +16,7 @@ Flag metadata carries ``ruleId`` when a targeting rule decided the value.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,10 +76,8 @@ class RollwaveProvider(AbstractProvider):
 
     def _changed(self, _snapshot: object) -> None:
         self._resolutions = {}
-        try:
+        with contextlib.suppress(Exception):  # events are best effort (no registry attached)
             self.emit_provider_configuration_changed(_provider_event())
-        except Exception:  # noqa: S110 - events are best effort (no registry attached)
-            pass
 
     def get_metadata(self) -> Metadata:
         """The provider's name."""

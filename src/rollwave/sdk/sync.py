@@ -9,6 +9,7 @@ does not offer the stream (404/405/501) is polled every ``poll_interval`` second
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -62,18 +63,14 @@ class Synchronizer:
         self._stop.set()
         response = self._response
         if response is not None:
-            try:
+            with contextlib.suppress(Exception):  # best effort from another thread
                 response.close()
-            except Exception:  # noqa: S110 - best effort from another thread
-                pass
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
         if self._http is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._http.close()
-            except Exception:  # noqa: S110
-                pass
         self._thread = None
         self._http = None
 
@@ -155,7 +152,7 @@ class Synchronizer:
         self.apply(document)
         self.etag = etag
 
-    def _stream_once(self) -> str:
+    def _stream_once(self) -> str:  # noqa: PLR0912
         http = self._http
         if http is None:
             return "error"
@@ -171,7 +168,7 @@ class Synchronizer:
                     log.warning("flag stream: HTTP %s", response.status_code)
                     return "error"
                 self.connected.set()
-                event, data = "message", []
+                event, data = "message", list[str]()
                 for line in response.iter_lines():
                     if self._stop.is_set():
                         return "stopped"
@@ -179,7 +176,7 @@ class Synchronizer:
                         if data and event == "snapshot":
                             self._deliver(json.loads("\n".join(data)))
                             delivered = True
-                        event, data = "message", []
+                        event, data = "message", list[str]()
                     elif line.startswith(":"):
                         continue
                     else:
