@@ -1,0 +1,373 @@
+"""Rollwave's canary judge: an instance after its update against itself before, corrected by peers.
+
+Kayenta compares a canary's samples with a baseline's and asks a rank test whether they
+differ; with minutes of one-minute samples almost everything differs a little, customers'
+instances never look alike, and a slow day looks like a regression. This judge asks a
+narrower question, per metric:
+
+*Did this instance move, since its update, by more than the effect-size floor, beyond what
+its stable peers moved over the very same minutes, and beyond how much stable instances
+usually wander against each other?*
+
+* **Gauges** (latency, CPU, memory): values are compared on a log scale (so the floor is a
+  relative change, e.g. 25 %). The shift is the Hodges-Lehmann estimate of after minus
+  before, less the peers' median shift (the *drift*: load, time of day, a shared
+  dependency). Its interval comes from the Mann-Whitney order statistics, widened for
+  serial correlation. The metric has **regressed** when the whole interval lies beyond
+  ``max(floor, peer_margin x peer spread)`` in a bad direction, is **cleared** when the whole
+  interval lies inside, and is undecided otherwise (which passes, but clears no one).
+  With ``trend_horizon`` set, a leak is caught early: the Theil-Sen slope since the update,
+  less the peers' slope and the instance's own slope before, projected over the horizon.
+* **Ratios** (errors / requests): counts are pooled over the window and weighted by
+  traffic, so a low-traffic instance with two errors out of nine requests is not 22 % broken.
+  The test is the conditional binomial test of two Poisson rates against the boundary ratio
+  ``max(drift x (1 + allowed_increase), (rate_before x drift + min_change) / rate_before)``,
+  with counts divided by the instance's own overdispersion (bursty errors).
+
+Every check is judged afresh at each analysis interval on everything since the update, so
+a decision comes as soon as the evidence is there (sequential), while the floor keeps the
+repeated looks from turning noise into rollbacks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rollwave.analysis.kayenta import Direction
+from rollwave.analysis.results import CheckResult, Outcome
+from rollwave.analysis.series import FloatArray, PolicyError, Series, aligned_errors, aligned_totals
+from rollwave.analysis.stats import (
+    dispersion,
+    hodges_lehmann,
+    rate_ratio_pvalues,
+    robust_spread,
+    serial_inflation,
+    theil_sen,
+)
+
+REGRESSED = "regressed"
+CLEARED = "cleared"
+UNDECIDED = "undecided"
+NO_DATA = "no_data"
+ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """One instance's series before and after a moment (its update, or a reference time)."""
+
+    before: Mapping[str, Series]
+    after: Mapping[str, Series]
+
+
+def _check_common(name: str, confidence: float, inc: float, dec: float) -> None:
+    if not 0.5 < confidence < 1.0:
+        raise PolicyError(f"check '{name}': confidence must be between 0.5 and 1, got {confidence}")
+    if inc < 0 or not 0 <= dec < 1:
+        raise PolicyError(
+            f"check '{name}': allowed_increase must be >= 0 and allowed_decrease in [0, 1)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeCheck:
+    """A gauge (latency, CPU, memory) judged after-vs-before, corrected by stable peers."""
+
+    name: str
+    metric: str
+    direction: Direction = Direction.INCREASE
+    allowed_increase: float = 0.25  # relative effect floor: smaller moves never fail
+    allowed_decrease: float = 0.25
+    confidence: float = 0.99
+    peer_margin: float = 3.0  # x robust spread of the peers' own moves
+    min_samples: int = 3  # readable samples needed since the update
+    min_baseline: int = 10  # readable samples needed before it
+    consecutive_error_limit: int = 4
+    trend_horizon: float | None = None  # seconds; set for leaks (memory, disk, connections)
+
+    def __post_init__(self) -> None:
+        _check_common(self.name, self.confidence, self.allowed_increase, self.allowed_decrease)
+        if self.min_samples < 2 or self.min_baseline < 2:
+            raise PolicyError(f"check '{self.name}': need at least 2 samples on each side")
+
+
+@dataclass(frozen=True, slots=True)
+class RatioCheck:
+    """A ratio of counters (errors / requests) judged on pooled, traffic-weighted counts."""
+
+    name: str
+    numerator: str
+    denominator: str
+    direction: Direction = Direction.INCREASE
+    allowed_increase: float = 0.5  # relative floor
+    allowed_decrease: float = 0.5
+    min_change: float = 0.002  # absolute floor on the ratio (0.2 percentage points)
+    confidence: float = 0.99
+    min_denominator: float = 30.0  # requests needed on each side to judge at all
+    consecutive_error_limit: int = 4
+
+    def __post_init__(self) -> None:
+        _check_common(self.name, self.confidence, self.allowed_increase, self.allowed_decrease)
+        if self.min_change < 0 or self.min_denominator <= 0:
+            raise PolicyError(f"check '{self.name}': min_change >= 0 and min_denominator > 0")
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.0f}%" if math.isfinite(x) else "n/a"
+
+
+def _result(
+    check_name: str, state: str, text: str, *, value: float | None = None,
+    threshold: float | None = None, samples: int = 0, **data: object,
+) -> CheckResult:
+    outcome = {
+        REGRESSED: Outcome.FAILED,
+        CLEARED: Outcome.SUCCESSFUL,
+        UNDECIDED: Outcome.SUCCESSFUL,
+        NO_DATA: Outcome.INCONCLUSIVE,
+        ERROR: Outcome.ERROR,
+    }[state]
+    return CheckResult(
+        name=check_name, outcome=outcome, explanation=text, value=value, threshold=threshold,
+        samples=samples, data={"state": state, **data},
+    )
+
+
+def _read_problem(
+    name: str, limit: int, *series: Series | None
+) -> CheckResult | None:
+    present = [s for s in series if s is not None]
+    if len(present) != len(series):
+        return _result(name, NO_DATA, "the metric is not reported by this instance")
+    errors, trailing = aligned_errors(*present)
+    readable = min(s.readable_count for s in present)
+    if trailing > limit or (errors and readable == 0):
+        return _result(
+            name, ERROR,
+            f"the metric source could not be read for the last {trailing} samples "
+            f"(> consecutive error limit {limit}); neither a pass nor a regression",
+            errors=errors,
+        )
+    return None
+
+
+def _log(values: FloatArray, eps: float) -> FloatArray:
+    return np.log(np.maximum(values, eps))
+
+
+def _eps(reference: FloatArray) -> float:
+    med = float(np.median(np.abs(reference))) if reference.size else 0.0
+    return 1e-9 + 0.01 * med
+
+
+def _peer_moves(check: GaugeCheck, peers: Sequence[Windows]) -> tuple[list[float], list[float]]:
+    """Each stable peer's log-median move over the same windows (and its slope after)."""
+    moves: list[float] = []
+    slopes: list[float] = []
+    for p in peers:
+        pb, pa = p.before.get(check.metric), p.after.get(check.metric)
+        if pb is None or pa is None or pb.readable_count < check.min_baseline:
+            continue
+        if pa.readable_count < check.min_samples:
+            continue
+        pe = _eps(pb.readable())
+        moves.append(float(np.median(_log(pa.readable(), pe)) - np.median(_log(pb.readable(), pe))))
+        if check.trend_horizon:
+            vals = _log(pa.values, pe)
+            slopes.append(theil_sen(vals, _times(pa), check.confidence)[0])
+    return moves, slopes
+
+
+def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = ()) -> CheckResult:
+    """Judge one gauge of one instance. See the module docstring for the method."""
+    before = subject.before.get(check.metric)
+    after = subject.after.get(check.metric)
+    problem = _read_problem(check.name, check.consecutive_error_limit, after)
+    if problem is not None:
+        return problem
+    assert after is not None
+    if before is None or before.readable_count < check.min_baseline:
+        have = 0 if before is None else before.readable_count
+        return _result(check.name, NO_DATA, f"only {have} samples before the update "
+                       f"(need {check.min_baseline}) to compare with", samples=have)
+    if after.readable_count < check.min_samples:
+        return _result(check.name, NO_DATA, f"only {after.readable_count} samples since the "
+                       f"update (need {check.min_samples})", samples=after.readable_count)
+    pre_raw, post_raw = before.readable(), after.readable()
+    eps = _eps(pre_raw)
+    x, y = _log(pre_raw, eps), _log(post_raw, eps)
+
+    moves, slopes = _peer_moves(check, peers)
+    drift = float(np.median(moves)) if moves else 0.0
+    spread = robust_spread(np.array(moves)) if len(moves) >= 3 else 0.0
+    inflation = max(serial_inflation(x), serial_inflation(y))
+    shift = hodges_lehmann(y - drift, x, check.confidence, inflation)
+
+    inc_floor = math.log1p(check.allowed_increase)
+    dec_floor = -math.log1p(-check.allowed_decrease)
+    margin = check.peer_margin * spread
+    inc_bar, dec_bar = max(inc_floor, margin), max(dec_floor, margin)
+    bad_up = check.direction in (Direction.INCREASE, Direction.EITHER)
+    bad_down = check.direction in (Direction.DECREASE, Direction.EITHER)
+    regressed_up = bad_up and shift.lower > inc_bar
+    regressed_down = bad_down and shift.upper < -dec_bar
+    cleared = (not bad_up or shift.upper < inc_bar) and (not bad_down or shift.lower > -dec_bar)
+
+    pre_med, post_med = float(np.median(pre_raw)), float(np.median(post_raw))
+    conf = f"{check.confidence * 100:g}%"
+    peer_text = (
+        f"after the {_pct(math.expm1(drift))} drift of {len(moves)} stable peers"
+        if moves else "with no stable peer to correct for drift"
+    )
+    text = (
+        f"median {pre_med:.4g} before, {post_med:.4g} since the update; {peer_text} the shift is "
+        f"{_pct(math.expm1(shift.estimate))} ({conf} interval {_pct(math.expm1(shift.lower))}"
+        f"..{_pct(math.expm1(shift.upper))})"
+    )
+    bar_text = f"allowed {_pct(math.expm1(inc_bar if bad_up else -dec_bar))}"
+    if margin > max(inc_floor, dec_floor) and moves:
+        bar_text += " (peers wander that much)"
+    effect = math.expm1(shift.estimate)
+    data: dict[str, object] = {
+        "metric": check.metric, "effect": effect,
+        "lower": math.expm1(shift.lower), "upper": math.expm1(shift.upper),
+        "drift": math.expm1(drift), "peers": len(moves), "before": pre_med, "after": post_med,
+        "floor": check.allowed_increase if bad_up else -check.allowed_decrease,
+    }
+    samples = int(post_raw.size)
+    if regressed_up or regressed_down:
+        return _result(check.name, REGRESSED, f"{text}: beyond the {bar_text} -> regression",
+                       value=effect, threshold=math.expm1(inc_bar), samples=samples, **data)
+    if check.trend_horizon and bad_up:
+        trend = _trend(check, before, after, eps, peer_slopes=slopes, bar=inc_bar)
+        if trend is not None:
+            text_t, effect_t, lower_t = trend
+            data.update(effect=effect_t, lower=lower_t, trend=True)
+            return _result(check.name, REGRESSED, f"{text}; {text_t}", value=effect_t,
+                           threshold=math.expm1(inc_bar), samples=samples, **data)
+    state = CLEARED if cleared else UNDECIDED
+    verdict = "within" if cleared else "not shown beyond"
+    return _result(check.name, state, f"{text}: {verdict} the {bar_text}", value=effect,
+                   threshold=math.expm1(inc_bar), samples=samples, **data)
+
+
+def _times(s: Series) -> FloatArray:
+    return s.start + s.step * np.arange(len(s), dtype=np.float64)
+
+
+def _trend(
+    check: GaugeCheck, before: Series, after: Series, eps: float, *, peer_slopes: list[float],
+    bar: float,
+) -> tuple[str, float, float] | None:
+    """A leak: the slope since the update, projected over the horizon, clears the bar."""
+    horizon = float(check.trend_horizon or 0.0)
+    if after.readable_count < 2 * check.min_samples:
+        return None
+    vals = _log(after.values, eps)
+    slope, low, _ = theil_sen(vals, _times(after), check.confidence)
+    if not math.isfinite(low):
+        return None
+    half = (slope - low) * math.sqrt(serial_inflation(vals[np.isfinite(vals)]))
+    low = slope - half
+    pre_vals = _log(before.values, eps)
+    pre_slope = theil_sen(pre_vals, _times(before), check.confidence)[0]
+    peer = float(np.median([s for s in peer_slopes if math.isfinite(s)] or [0.0]))
+    reference = max(peer, pre_slope if math.isfinite(pre_slope) else 0.0)
+    if (low - reference) * horizon <= bar or (slope - reference) * horizon <= bar:
+        return None
+    effect = math.expm1((slope - reference) * horizon)
+    lower = math.expm1((low - reference) * horizon)
+    text = (
+        f"but it has been climbing since the update: at {_pct(math.expm1(slope * horizon))} per "
+        f"{horizon / 60:g} min against {_pct(math.expm1(reference * horizon))} for its peers and "
+        f"itself before ({check.confidence * 100:g}% lower bound {_pct(lower)}), beyond the "
+        f"allowed {_pct(math.expm1(bar))} -> regression (leak)"
+    )
+    return text, effect, lower
+
+
+def _ratio_totals(w: Windows, check: RatioCheck) -> tuple[float, float, float, float] | None:
+    nb, db = w.before.get(check.numerator), w.before.get(check.denominator)
+    na, da = w.after.get(check.numerator), w.after.get(check.denominator)
+    if nb is None or db is None or na is None or da is None:
+        return None
+    e0, n0 = aligned_totals(nb, db)
+    e1, n1 = aligned_totals(na, da)
+    return e0, n0, e1, n1
+
+
+def judge_ratio(check: RatioCheck, subject: Windows, peers: Sequence[Windows] = ()) -> CheckResult:
+    """Judge one ratio of one instance. See the module docstring for the method."""
+    problem = _read_problem(
+        check.name, check.consecutive_error_limit,
+        subject.after.get(check.numerator), subject.after.get(check.denominator),
+    )
+    if problem is not None:
+        return problem
+    totals = _ratio_totals(subject, check)
+    if totals is None:
+        return _result(check.name, NO_DATA, "the metric is not reported by this instance")
+    e0, n0, e1, n1 = totals
+    if n0 < check.min_denominator:
+        return _result(check.name, NO_DATA, f"only {n0:.0f} {check.denominator} before the "
+                       f"update (need {check.min_denominator:g}) to compare with")
+    if n1 < check.min_denominator:
+        return _result(check.name, NO_DATA, f"only {n1:.0f} {check.denominator} since the update "
+                       f"(need {check.min_denominator:g})", samples=int(n1))
+    pe0 = pn0 = pe1 = pn1 = 0.0
+    used = 0
+    for p in peers:
+        t = _ratio_totals(p, check)
+        if t is None or t[1] < check.min_denominator or t[3] < check.min_denominator:
+            continue
+        pe0, pn0, pe1, pn1 = pe0 + t[0], pn0 + t[1], pe1 + t[2], pn1 + t[3]
+        used += 1
+    drift = 1.0
+    if used:
+        drift = ((pe1 + 1.0) / pn1) / ((pe0 + 1.0) / pn0)
+        drift = min(max(drift, 1.0 / 3.0), 3.0)
+    num_b, den_b = subject.before[check.numerator], subject.before[check.denominator]
+    phi = dispersion(num_b.values, den_b.values)
+    r0 = (e0 + 0.5) / n0  # smoothed: zero errors before is not a zero rate
+    r1 = e1 / n1
+    expected = r0 * drift
+    alpha = 1.0 - check.confidence
+    bad_up = check.direction in (Direction.INCREASE, Direction.EITHER)
+    bad_down = check.direction in (Direction.DECREASE, Direction.EITHER)
+    up_bar = max(drift * (1 + check.allowed_increase), (expected + check.min_change) / r0)
+    down_bar = min(drift * (1 - check.allowed_decrease), max(expected - check.min_change, 0) / r0)
+    c0, c1 = (e0 + 0.5) / phi, e1 / phi
+    p_up, p_in_up = rate_ratio_pvalues(c0, n0, c1, n1, up_bar)
+    regressed = bad_up and p_up < alpha
+    cleared = not bad_up or p_in_up < alpha
+    if bad_down and down_bar > 0:
+        p_in_down, p_down = rate_ratio_pvalues(c0, n0, c1, n1, down_bar)
+        regressed = regressed or p_down < alpha
+        cleared = cleared and p_in_down < alpha
+    effect = r1 / expected - 1.0 if expected > 0 else math.inf
+    peer_text = (
+        f"{used} stable peers moved x{drift:.2f}" if used else "no stable peer to correct for drift"
+    )
+    text = (
+        f"{e1:.0f}/{n1:.0f} = {r1:.3%} since the update against {e0:.0f}/{n0:.0f} = "
+        f"{e0 / n0:.3%} before ({peer_text}, dispersion {phi:.1f}); allowed up to "
+        f"{r0 * up_bar:.3%} (x{1 + check.allowed_increase:g} or +{check.min_change:.2%} "
+        f"over the expected {expected:.3%}), p = {p_up:.2g}"
+    )
+    data = {
+        "metric": check.numerator, "effect": effect, "before": e0 / n0, "after": r1,
+        "drift": drift - 1.0, "peers": used, "p_value": p_up, "dispersion": phi,
+        "absolute": r1 - expected, "requests": n1,
+        "upper": math.nan, "lower": math.nan, "floor": check.allowed_increase,
+    }
+    if regressed:
+        return _result(check.name, REGRESSED, f"{text} -> regression", value=r1,
+                       threshold=r0 * up_bar, samples=int(n1), **data)
+    state = CLEARED if cleared else UNDECIDED
+    verdict = "within the floor" if cleared else "no regression beyond the floor shown"
+    return _result(check.name, state, f"{text}: {verdict}", value=r1,
+                   threshold=r0 * up_bar, samples=int(n1), **data)
