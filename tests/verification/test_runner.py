@@ -325,3 +325,11 @@ def test_a_source_that_cannot_serve_the_target_is_error() -> None:
 ])
 def test_next_tick(elapsed: float, interval: float, duration: float, expected: float) -> None:
     assert _next_tick(elapsed, interval, duration) == expected
+
+
+def test_a_window_of_zero_seconds_cannot_judge_metrics() -> None:
+    instance = SimulatedInstance(FakeClock(), Traffic(rps=20))
+    verdict, _ = run(instance, profile(duration=0))
+    assert verdict.outcome is Outcome.INCONCLUSIVE
+    assert instance.fetched == [0]
+    assert verdict.summary == "web/errors: only 0 of the 1 measurements needed over 0s"
