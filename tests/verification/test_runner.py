@@ -333,3 +333,18 @@ def test_a_window_of_zero_seconds_cannot_judge_metrics() -> None:
     assert verdict.outcome is Outcome.INCONCLUSIVE
     assert instance.fetched == [0]
     assert verdict.summary == "web/errors: only 0 of the 1 measurements needed over 0s"
+
+
+def test_a_session_that_raises_counts_as_failed_reads() -> None:
+    class Raising(QuerySource):
+        def sample(self, elapsed: float) -> dict[str, Measurement]:
+            raise VerificationError("the query API answered 500")
+
+    sources = MetricSources({"q": Raising({})})
+    instance = SimulatedInstance(FakeClock())
+    verdict, _ = run(instance, profile({"name": "x", "metric": "q", "source": "q",
+                                        "fail_above": 1}), sources=sources)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.summary == ("web/x: could not read the 'q' metrics 3 times in a row (more "
+                               "than the limit of 2): the query API answered 500")
+    assert instance.clock.elapsed == 10

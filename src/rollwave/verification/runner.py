@@ -264,7 +264,10 @@ class _Run:
             pending = [m for m in entry.metrics if m.result is None]
             if not pending:
                 continue
-            readings = entry.session.sample(elapsed)
+            try:
+                readings = entry.session.sample(elapsed)
+            except RollwaveError as exc:  # the port says never raise; count it as a bad read
+                readings = {m.check.name: Measurement.failed(exc.message) for m in pending}
             for metric in pending:
                 reading = readings.get(metric.check.name) or Measurement.failed(
                     "the source returned no measurement for this check")
