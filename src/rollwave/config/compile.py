@@ -176,7 +176,7 @@ def compile_values(data: Any, *, file: str, doc: YamlDocument | None, base: Json
         return {}, False
     if not isinstance(data, dict):
         compiler.problem((), "config values must be a mapping (key: value pairs)",
-                         hint="e.g. values:\\n  log_level: info")
+                         hint="e.g. values: {log_level: info}")
         return {}, False
     tree = compiler.node(data, ())
     return tree, compiler.has_ops
@@ -190,8 +190,8 @@ def compile_modes(data: Any, doc: YamlDocument, base: JsonPath,
         return tree
     if not isinstance(data, dict):
         problems.append(doc.problem(base, "'merge' maps key paths to list merge modes",
-                                    hint="e.g. merge:\\n  allowed_origins: append\\n  "
-                                         "users: {by: name}", code="config.invalid"))
+                                    hint="e.g. merge: {allowed_origins: append, "
+                                         "users: {by: name}}", code="config.invalid"))
         return tree
     for path_text, raw in data.items():
         mode = parse_mode(raw)

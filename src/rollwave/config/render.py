@@ -224,9 +224,15 @@ class FleetReport:
         return {(i.instance, i.service) for i in self.issues if i.severity == "error"}
 
     def problems(self, *, group: bool = True, examples: int = 3) -> list[Problem]:
-        """Source problems, then issues; identical issues of many instances become one."""
-        return [*self.source_problems, *issues_to_problems(self.issues, group=group,
-                                                           examples=examples)]
+        """Source problems, then issues; identical issues of many instances become one.
+
+        An issue the source check already reports (a template that does not compile) is left
+        out: the config still counts as invalid in :meth:`invalid`.
+        """
+        known = {(p.file, p.line, p.message) for p in self.source_problems}
+        issues = [i for i in self.issues if (i.file, i.line, i.message) not in known]
+        sources = sorted(self.source_problems, key=lambda p: (p.file or "", p.line or 0))
+        return [*sources, *issues_to_problems(issues, group=group, examples=examples)]
 
 
 class Renderer:
@@ -344,8 +350,7 @@ def issues_to_problems(issues: Iterable[ConfigIssue], *, group: bool = True,
         who = ", ".join(names[:examples])
         if len(names) > examples:
             who += f" and {len(names) - examples:,} more ({len(names):,} instances)"
-        path = f" {first.path}:" if first.path else ""
-        problems.append(Problem(message=f"{who}: {first.service}:{path} {first.message}",
+        problems.append(Problem(message=f"{who}: {first.service}: {first.message}",
                                 file=first.file, line=first.line, path=first.path,
                                 hint=first.hint, code=first.code, severity=first.severity))
     return sorted(problems, key=lambda p: (p.file or "", p.line or 0, p.message))

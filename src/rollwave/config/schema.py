@@ -117,13 +117,27 @@ class CompiledSchema:
     def errors(self, values: Any) -> list[SchemaErrorInfo]:
         """Every error in ``values`` (secret paths excepted), sorted by path."""
         try:
-            found = [SchemaErrorInfo(tuple(err.absolute_path), err.message, str(err.validator))
+            found = [SchemaErrorInfo(_error_path(err), err.message, str(err.validator))
                      for err in self.validator.iter_errors(values)
                      if not at_secret(values, tuple(err.absolute_path))]
         except Unresolvable as exc:
             return [SchemaErrorInfo((), f"the schema has a $ref that cannot be resolved: {exc}",
                                     "$ref")]
         return sorted(found, key=lambda e: (tuple(str(p) for p in e.path), e.message))
+
+
+def _error_path(error: Any) -> JsonPath:
+    """The error's path; for unexpected keys, the path of the first unexpected key."""
+    path = tuple(error.absolute_path)
+    if error.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(
+            error.instance, dict) and isinstance(error.schema, dict):
+        known = error.schema.get("properties", {})
+        patterns = list(error.schema.get("patternProperties", {}))
+        extra = [key for key in error.instance if key not in known
+                 and not any(re.search(pattern, key) for pattern in patterns)]
+        if extra:
+            return (*path, extra[0])
+    return path
 
 
 def at_secret(values: Any, path: JsonPath) -> bool:

@@ -171,14 +171,15 @@ class _Reader:
             return None, None
         data = doc.data if doc.data is not None else {}
         if not isinstance(data, dict):
-            self.problems.append(doc.problem((), "a config layer file holds a mapping with "
-                                             "'values:'", hint="e.g. values:\\n  log_level: info",
-                                             code="config.invalid"))
+            self.problems.append(Problem(message="a config layer file holds a mapping with "
+                                         "'values:'", file=doc.file, line=1,
+                                         hint="e.g. values: {log_level: info}",
+                                         code="config.invalid"))
             return None, doc
         allowed = _FILE_KEYS[kind]
         for key in data:
             if key not in allowed:
-                self.problems.append(doc.problem((key,), f"unknown key '{key}' in a {kind} "
+                self.problems.append(doc.problem((key,), f"unknown key '{key}' in this {kind} "
                                                  "file", hint="allowed: " + ", ".join(allowed),
                                                  code="config.invalid"))
         tree, has_ops = compile_values(data.get("values"), file=doc.file, doc=doc,

@@ -67,11 +67,13 @@ class TemplateRenderError(Exception):
     """A template that cannot be rendered; located at the template that failed."""
 
     def __init__(self, message: str, template: Template | None = None,
-                 path: JsonPath = ()) -> None:
+                 path: JsonPath = (), *, depth: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.template = template
         self.path = path
+        self.depth = depth
+        self.root: TemplateRenderError | None = None
 
 
 class _TooLargeError(SecurityError):
@@ -433,17 +435,27 @@ class Session:
             raise TemplateRenderError("template recursion: " + " → ".join(
                 display_path(p) for p in chain), template, path)
         if len(self._stack) >= self.limits.max_reference_depth:
+            chain = " → ".join(display_path(p) for p in [*self._stack, path])
             raise TemplateRenderError(f"templates refer to each other more than "
-                                  f"{self.limits.max_reference_depth} levels deep", template,
-                                  path)
+                                      f"{self.limits.max_reference_depth} levels deep: {chain}",
+                                      template, path, depth=True)
         self._stack.append(path)
         try:
             value = self.engine.render(template, self._context(template))
         except TemplateRenderError as exc:
-            if not exc.path:
-                exc.path = path
-            self._failed[path] = exc
-            raise
+            if exc.depth:
+                raise  # depends on where the chain started: not this template's own failure
+            root = exc.root or exc
+            if not root.path:
+                root.path = path
+            own = root
+            if root.path != path:  # a value this template reads cannot be rendered
+                own = TemplateRenderError(
+                    f"uses config.{display_path(root.path)}, which cannot be rendered: "
+                    f"{root.message}", template, path)
+                own.root = root
+            self._failed[path] = own
+            raise own from None
         finally:
             self._stack.pop()
         self._memo[path] = value
@@ -456,6 +468,10 @@ class Session:
                 return self._render(node, path)
             return self._secret(node, path)
         except TemplateRenderError as exc:
+            if exc.depth:
+                template = node if type(node) is Template else node.reference
+                exc = TemplateRenderError(exc.message, template if isinstance(
+                    template, Template) else exc.template, path)
             self.failures.append(exc)
             return None
 
