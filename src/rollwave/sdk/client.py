@@ -183,6 +183,15 @@ class RollwaveClient:
         except Exception as exc:  # pragma: no cover - Snapshot.evaluate already guards
             return error_details(key, default, "GENERAL", str(exc))
 
+    def evaluator(self, key: str) -> tuple[str, Any] | None:
+        """``(flag type, compiled evaluator)`` of ``key`` in the current snapshot, or None.
+
+        For integrations (the OpenFeature provider) that add their own error handling; the
+        evaluator must be called inside ``try`` and its ERROR details mapped to defaults.
+        """
+        entry: tuple[str, Any] | None = self._flags.get(key)
+        return entry
+
     def _typed(self, key: str, context: Context | None, default: Any, flag_type: str) -> Any:
         entry = self._flags.get(key)
         if entry is None or entry[0] != flag_type:

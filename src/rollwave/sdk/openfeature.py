@@ -33,16 +33,13 @@ _METADATA = Metadata(name="rollwave")
 _CACHE_LIMIT = 100_000
 
 
-def _context(evaluation_context: EvaluationContext | None) -> dict[str, Any]:
+def _context(evaluation_context: EvaluationContext | None) -> Mapping[str, Any]:
     if evaluation_context is None:
         return {}
-    attributes = evaluation_context.attributes
     targeting_key = evaluation_context.targeting_key
     if targeting_key is None:
-        return dict(attributes) if attributes else {}
-    context = dict(attributes) if attributes else {}
-    context["targetingKey"] = targeting_key
-    return context
+        return evaluation_context.attributes
+    return {**evaluation_context.attributes, "targetingKey": targeting_key}
 
 
 def _error_code(code: str) -> ErrorCode:
@@ -98,7 +95,16 @@ class RollwaveProvider(AbstractProvider):
 
     def _resolve(self, key: str, default: Any, evaluation_context: EvaluationContext | None,
                  flag_type: str, convert: Any = None) -> FlagResolutionDetails[Any]:
-        details = self.client.details(key, _context(evaluation_context), default, flag_type)
+        entry = self.client.evaluator(key)
+        if entry is None or entry[0] != flag_type:
+            details = self.client.details(key, None, default, flag_type)  # the error details
+        else:
+            try:
+                details = entry[1](_context(evaluation_context))
+            except Exception as exc:  # evaluation never raises
+                return FlagResolutionDetails(value=default, error_code=ErrorCode.GENERAL,
+                                             error_message=f"{type(exc).__name__}: {exc}",
+                                             reason=Reason.ERROR)
         if details.error_code is not None:
             return FlagResolutionDetails(value=default, error_code=_error_code(details.error_code),
                                          error_message=details.error_message,
