@@ -435,9 +435,9 @@ class Session:
             raise TemplateRenderError("template recursion: " + " → ".join(
                 display_path(p) for p in chain), template, path)
         if len(self._stack) >= self.limits.max_reference_depth:
-            chain = " → ".join(display_path(p) for p in [*self._stack, path])
+            steps = " → ".join(display_path(p) for p in [*self._stack, path])
             raise TemplateRenderError(f"templates refer to each other more than "
-                                      f"{self.limits.max_reference_depth} levels deep: {chain}",
+                                      f"{self.limits.max_reference_depth} levels deep: {steps}",
                                       template, path, depth=True)
         self._stack.append(path)
         try:
