@@ -1,0 +1,120 @@
+"""The orchestrator's process-wide runtime: database, workspace, deployers, verification.
+
+DBOS workflows are module-level functions, so they reach the runtime through :func:`get`.
+The worker installs one with :func:`install` before launching DBOS; tests install their own
+with in-memory deployers and a scripted verifier.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollwave.adapters.deployers import DeployerEnvironment, registry
+from rollwave.analysis.results import Verdict
+from rollwave.core.fleet import FleetInstance
+from rollwave.core.model import Verification
+from rollwave.errors import RollwaveError
+from rollwave.ports.deployer import Deployer
+from rollwave.services.context import App
+from rollwave.storage import rollouts as repo
+from rollwave.storage.db import Database
+from rollwave.workspace.loader import Workspace
+
+#: verify(instance, profile, endpoints by service, should_stop, progress) -> Verdict
+Verifier = Callable[[FleetInstance, Verification, Mapping[str, str], Callable[[], bool],
+                     Callable[[str], None]], Verdict]
+
+#: resolve(config values) -> (values with secrets resolved, secret values to redact)
+SecretResolver = Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[str]]]
+
+
+def _no_secrets(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    return dict(values), []
+
+
+@dataclass
+class Runtime:
+    """Everything a rollout step needs, shared by the worker's threads."""
+
+    app: App
+    verifier: Verifier
+    resolve_secrets: SecretResolver = _no_secrets
+    deployer_overrides: dict[str, Deployer] = field(default_factory=dict)
+    control_poll: float = 0.25
+    _deployers: dict[str, Deployer] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _control_cache: dict[str, tuple[float, set[str]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def db(self) -> Database:
+        return self.app.db()
+
+    def workspace(self) -> Workspace:
+        return self.app.workspace()
+
+    def reload_workspace(self) -> Workspace:
+        """Pick up workspace edits (instances added, windows changed) between rollouts."""
+        with self._lock:
+            return self.app.workspace(reload=True)
+
+    def deployer(self, name: str) -> Deployer:
+        """The deployer configured under ``name`` in rollwave.yaml (built once, then reused)."""
+        if name in self.deployer_overrides:
+            return self.deployer_overrides[name]
+        with self._lock:
+            if name not in self._deployers:
+                workspace = self.workspace()
+                options = workspace.project.deployers.get(name)
+                if options is None:
+                    raise RollwaveError(f"no deployer named '{name}' in rollwave.yaml",
+                                        hint="declare it under deployers:")
+                env = DeployerEnvironment(state_dir=self.app.state_dir,
+                                          services=workspace.project.services)
+                self._deployers[name] = registry.create(str(options["kind"]), dict(options), env)
+            return self._deployers[name]
+
+    def pending_actions(self, rollout_id: str) -> set[str]:
+        """Unconsumed control actions for a rollout, re-read at most every ``control_poll`` s."""
+        now = time.monotonic()
+        cached = self._control_cache.get(rollout_id)
+        if cached and now - cached[0] < self.control_poll:
+            return cached[1]
+        with self.db.read() as conn:
+            actions = {c.action.value for c in repo.pending_controls(conn, rollout_id)}
+        self._control_cache[rollout_id] = (now, actions)
+        return actions
+
+    def forget_controls(self, rollout_id: str) -> None:
+        self._control_cache.pop(rollout_id, None)
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    global _current  # noqa: PLW0603 - one runtime per orchestrator process, by design
+    _current = runtime
+
+
+def get() -> Runtime:
+    if _current is None:
+        raise RollwaveError("the orchestrator runtime is not installed",
+                            hint="start the orchestrator with `rollwave worker`")
+    return _current
+
+
+def default_verifier() -> Verifier:
+    """Verification through rollwave.verification (health, smoke, metrics from /metrics)."""
+    from rollwave.verification import MetricSources, VerificationTarget, verify_instance
+
+    def verify(instance: FleetInstance, profile: Verification, endpoints: Mapping[str, str],
+               should_stop: Callable[[], bool], progress: Callable[[str], None]) -> Verdict:
+        target = VerificationTarget(instance=instance.key, endpoints=dict(endpoints))
+        return verify_instance(target, profile, sources=MetricSources.default(),
+                               should_stop=should_stop, progress=progress)
+
+    return verify

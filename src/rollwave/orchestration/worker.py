@@ -1,0 +1,173 @@
+"""The orchestrator process: launches DBOS, starts recorded rollouts, relays control requests.
+
+``rollwave worker`` runs one. On SQLite a file lock allows a single worker per workspace; on
+PostgreSQL several workers share the work, each with its own DBOS executor id. On start DBOS
+recovers every workflow that was running when a worker died, which is how a rollout survives
+SIGKILL: the replay returns recorded step results and re-runs the step that was cut short.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from dbos import DBOS, DBOSConfig, SetWorkflowID
+
+import rollwave
+from rollwave.core.states import RolloutState
+from rollwave.errors import OrchestratorBusy
+from rollwave.orchestration import runtime
+from rollwave.orchestration.runtime import Runtime
+from rollwave.orchestration.workflow import CONTROL_TOPIC, rollout_workflow
+from rollwave.storage import rollouts as repo
+from rollwave.storage.tables import controls, workers
+
+log = logging.getLogger("rollwave.worker")
+APP_VERSION = f"rollwave-{rollwave.__version__}"
+
+
+def dbos_config(url: str, executor_id: str | None) -> DBOSConfig:
+    config: DBOSConfig = {
+        "name": "rollwave",
+        "system_database_url": url,
+        "application_version": APP_VERSION,
+        "log_level": os.environ.get("ROLLWAVE_DBOS_LOG_LEVEL", "WARNING"),
+        "notification_listener_polling_interval_sec": 0.1,
+    }
+    if executor_id:
+        config["executor_id"] = executor_id
+    return config
+
+
+class Worker:
+    """One orchestrator process."""
+
+    def __init__(self, rt: Runtime, *, tick: float = 0.2) -> None:
+        self.rt = rt
+        self.tick_seconds = tick
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self._lock_file: IO[str] | None = None
+        self._started: set[str] = set()
+        self._woken: dict[str, frozenset[int]] = {}
+        self._launched = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        db = self.rt.db
+        if db.is_sqlite:
+            self._lock_file = _take_lock(self.rt.app.state_dir / "worker.lock")
+        runtime.install(self.rt)
+        DBOS(config=dbos_config(db.dbos_url, None if db.is_sqlite else self.id))
+        DBOS.launch()
+        self._launched = True
+        self._heartbeat()
+
+    def close(self) -> None:
+        if self._launched:
+            DBOS.destroy(destroy_registry=False)
+            self._launched = False
+        with self.rt.db.begin() as conn:
+            conn.execute(workers.delete().where(workers.c.id == self.id))
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def run(self, stop: threading.Event, until: Callable[[], bool] | None = None) -> None:
+        """Tick until ``stop`` is set or ``until()`` is true."""
+        while not stop.is_set():
+            self.tick()
+            if until is not None and until():
+                return
+            stop.wait(self.tick_seconds)
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        with self.rt.db.read() as conn:
+            pending = repo.find_rollouts(conn, states=[RolloutState.PENDING], limit=50)
+            rows = conn.execute(sa.select(controls.c.rollout_id, controls.c.id)
+                                .where(controls.c.consumed_at.is_(None))).all()
+        for rollout in reversed(pending):
+            if rollout.id not in self._started:
+                self.start_rollout(rollout.id)
+        waiting: dict[str, set[int]] = {}
+        for rollout_id, control_id in rows:
+            waiting.setdefault(rollout_id, set()).add(int(control_id))
+        for rollout_id, ids in waiting.items():
+            frozen = frozenset(ids)
+            if self._woken.get(rollout_id) != frozen:
+                self._woken[rollout_id] = frozen
+                self._wake(rollout_id)
+        self._heartbeat()
+
+    def start_rollout(self, rollout_id: str) -> None:
+        with SetWorkflowID(rollout_id):
+            DBOS.start_workflow(rollout_workflow, rollout_id)
+        self._started.add(rollout_id)
+
+    def _wake(self, rollout_id: str) -> None:
+        try:
+            DBOS.send(rollout_id, "wake", CONTROL_TOPIC)
+        except Exception as exc:
+            log.debug("could not wake %s: %s", rollout_id, exc)
+            self._woken.pop(rollout_id, None)
+
+    def _heartbeat(self) -> None:
+        now = datetime.now(UTC)
+        with self.rt.db.begin() as conn:
+            updated = conn.execute(workers.update().where(workers.c.id == self.id)
+                                   .values(heartbeat_at=now)).rowcount
+            if not updated:
+                conn.execute(workers.insert().values(
+                    id=self.id, host=socket.gethostname(), pid=os.getpid(), started_at=now,
+                    heartbeat_at=now, load=0.0))
+            conn.execute(workers.delete().where(workers.c.heartbeat_at < now - timedelta(hours=1)))
+
+
+def _take_lock(path: Path) -> IO[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise OrchestratorBusy(
+            f"another orchestrator ({holder}) is running for this workspace",
+            hint="it will pick up new rollouts by itself; watch with `rollwave status`") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def worker_running(state_dir: Path) -> bool:
+    """True when some process holds this workspace's worker lock."""
+    path = state_dir / "worker.lock"
+    if not path.exists():
+        return False
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def active_rollouts(rt: Runtime) -> list[Any]:
+    with rt.db.read() as conn:
+        return repo.find_rollouts(conn, states=[s for s in RolloutState if s.active])

@@ -1,0 +1,1 @@
+"""State: tables, migrations, the event log and repositories."""

@@ -1,0 +1,108 @@
+"""The fleet-state read model: what each instance runs after its last finished deployment.
+
+This is the customer × version matrix, kept current as deployments finish (not rebuilt from
+history), and what planning reads as "what it runs now".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from rollwave.core.planning import InstanceState
+from rollwave.storage.tables import instance_state
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    instance: str
+    service: str
+    customer: str
+    version: str | None
+    config_hash: str | None
+    previous_version: str | None
+    previous_config_hash: str | None
+    health: str
+    release_id: str | None
+    rollout_id: str | None
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"instance": self.instance, "service": self.service, "customer": self.customer,
+                "version": self.version, "config_hash": self.config_hash,
+                "previous_version": self.previous_version, "health": self.health,
+                "release_id": self.release_id, "rollout_id": self.rollout_id,
+                "updated_at": self.updated_at.isoformat()}
+
+
+def _row(row: Any) -> ServiceState:
+    return ServiceState(
+        instance=row.instance, service=row.service, customer=row.customer, version=row.version,
+        config_hash=row.config_hash, previous_version=row.previous_version,
+        previous_config_hash=row.previous_config_hash, health=row.health,
+        release_id=row.release_id, rollout_id=row.rollout_id, updated_at=row.updated_at)
+
+
+def record_deployed(conn: Connection, instance: str, customer: str,
+                    versions: Mapping[str, str], config_hashes: Mapping[str, str | None], *,
+                    health: str, release_id: str | None, rollout_id: str | None) -> None:
+    """Upsert each service's state; the old values become ``previous_*`` when they change."""
+    now = datetime.now(UTC)
+    for service, version in versions.items():
+        current = conn.execute(sa.select(instance_state).where(
+            instance_state.c.instance == instance, instance_state.c.service == service)).first()
+        cfg = config_hashes.get(service)
+        if current is None:
+            conn.execute(instance_state.insert().values(
+                instance=instance, service=service, customer=customer, version=version,
+                config_hash=cfg, health=health, release_id=release_id, rollout_id=rollout_id,
+                updated_at=now))
+            continue
+        changed = current.version != version or current.config_hash != cfg
+        conn.execute(instance_state.update().where(
+            instance_state.c.instance == instance, instance_state.c.service == service).values(
+            version=version, config_hash=cfg, health=health, release_id=release_id,
+            rollout_id=rollout_id, updated_at=now,
+            previous_version=current.version if changed else current.previous_version,
+            previous_config_hash=(current.config_hash if changed
+                                  else current.previous_config_hash)))
+
+
+def set_health(conn: Connection, instance: str, health: str) -> None:
+    conn.execute(instance_state.update().where(instance_state.c.instance == instance)
+                 .values(health=health, updated_at=datetime.now(UTC)))
+
+
+def current_states(conn: Connection,
+                   instances: Sequence[str] | None = None) -> dict[str, InstanceState]:
+    """instance → what it runs now, in planning's terms."""
+    query = sa.select(instance_state.c.instance, instance_state.c.service,
+                      instance_state.c.version, instance_state.c.config_hash)
+    if instances is not None and len(instances) < 500:
+        query = query.where(instance_state.c.instance.in_(list(instances)))
+    versions: dict[str, dict[str, str]] = {}
+    hashes: dict[str, dict[str, str]] = {}
+    for row in conn.execute(query):
+        if row.version is not None:
+            versions.setdefault(row.instance, {})[row.service] = row.version
+        if row.config_hash is not None:
+            hashes.setdefault(row.instance, {})[row.service] = row.config_hash
+    keys = set(versions) | set(hashes)
+    return {k: InstanceState(versions=versions.get(k, {}), config_hashes=hashes.get(k, {}))
+            for k in keys}
+
+
+def service_states(conn: Connection, *, customer: str | None = None,
+                   instance: str | None = None) -> list[ServiceState]:
+    query = sa.select(instance_state)
+    if customer:
+        query = query.where(instance_state.c.customer == customer)
+    if instance:
+        query = query.where(instance_state.c.instance == instance)
+    query = query.order_by(instance_state.c.instance, instance_state.c.service)
+    return [_row(row) for row in conn.execute(query)]
