@@ -12,7 +12,7 @@ fi
 # Rollwave itself (runtime deps only) plus the peers, each straight from PyPI.
 "$VENV/bin/pip" install -q -e . --no-deps
 "$VENV/bin/pip" install -q mmh3 pydantic PyYAML fastapi uvicorn httpx openfeature-sdk \
-    openfeature-provider-ofrep \
+    openfeature-provider-ofrep "uvicorn[standard]" \
     growthbook growthbook-openfeature-provider \
     flagsmith openfeature-provider-flagsmith \
     launchdarkly-server-sdk launchdarkly-openfeature-server \

@@ -23,6 +23,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from rollwave.flags.details import ErrorCode, EvaluationDetails
 from rollwave.flags.snapshots import CompiledEnvironment
@@ -53,7 +54,10 @@ def error_body(details: EvaluationDetails) -> dict[str, Any]:
 
 async def _read_context(request: Request) -> tuple[dict[str, Any] | None, str | None]:
     """The request's evaluation context, or an error message for a 400."""
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        return None, "client went away"
     if not raw.strip():
         return {}, None
     try:
