@@ -14,6 +14,7 @@ per context: each pass evaluates every one of the 10,000 contexts afresh.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import platform
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import peers  # noqa: E402
+import peers
 
 TOLERANCE = 0.02
 
@@ -87,10 +88,8 @@ def main() -> int:
     for path in paths:
         path["median"] = statistics.median(path["rates"])
     for peer in systems:
-        try:
+        with contextlib.suppress(Exception):
             peer.close()
-        except Exception:  # noqa: S110
-            pass
     report(paths, args)
     return 0
 

@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import peers  # noqa: E402
+
 from rollwave.sdk.client import RollwaveClient  # noqa: E402
 
 

@@ -13,10 +13,11 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import peers  # noqa: E402
-from rollwave.flags.http import flags_app  # noqa: E402
-from rollwave.flags.model import Flag, FlagSet  # noqa: E402
-from rollwave.flags.store import InMemoryFlagStore  # noqa: E402
+import peers
+
+from rollwave.flags.http import flags_app
+from rollwave.flags.model import Flag, FlagSet
+from rollwave.flags.store import InMemoryFlagStore
 
 
 def main() -> None:
