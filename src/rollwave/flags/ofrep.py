@@ -52,7 +52,7 @@ def error_body(details: EvaluationDetails) -> dict[str, Any]:
             "errorDetails": details.error_message or str(details.error_code)}
 
 
-async def _read_context(request: Request) -> tuple[dict[str, Any] | None, str | None]:
+async def _read_context(request: Request) -> tuple[dict[str, Any] | None, str | None]:  # noqa: PLR0911
     """The request's evaluation context, or an error message for a 400."""
     try:
         raw = await request.body()

@@ -135,7 +135,7 @@ class InMemoryFlagStore:
         with self._lock:
             return [c for c in self.changes if key is None or c.key == key]
 
-    def _write(self, kind: Literal["flag", "segment"], key: str,  # noqa: PLR0917
+    def _write(self, kind: Literal["flag", "segment"], key: str,
                table: dict[str, Versioned[T]], value: T | None, actor: str, reason: str,
                expected_version: int | None) -> Change:
         with self._lock:

@@ -293,7 +293,7 @@ def _variants_of(feature: Mapping[str, Any]) -> tuple[dict[int, str], list[dict[
     return names, out
 
 
-def _flag(feature: Mapping[str, Any], names: dict[int, str], variants: list[dict[str, Any]],  # noqa: PLR0912, PLR0917
+def _flag(feature: Mapping[str, Any], names: dict[int, str], variants: list[dict[str, Any]],  # noqa: PLR0912
           variant_names: dict[str, dict[str, list[str]]], by_name: Mapping[str, Any],
           problems: list[Problem]) -> Flag:
     name = str(feature["name"])
