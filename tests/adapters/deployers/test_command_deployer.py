@@ -482,3 +482,27 @@ def test_many_parallel_deploys(tmp_path: Path) -> None:
                                 instances))
     assert all(r.ok for r in results)
     assert all(d.actual(i, ["api"]).satisfies(want) for i in instances)
+
+
+def test_validate_reports_bad_deployer_options_with_file_and_line(tmp_path: Path) -> None:
+    from rollwave.workspace.loader import validate_workspace
+
+    (tmp_path / "customers").mkdir()
+    (tmp_path / "rollwave.yaml").write_text(
+        "project: demo\n"
+        "environments: {production: {}}\n"
+        "services: {api: {deployer: ssh}}\n"
+        "deployers:\n"
+        "  ssh:\n"
+        "    kind: command\n"
+        "    deploy: ssh {target.host} deploy {version}\n"
+        "    timout: 30\n"
+        "  here:\n"
+        "    kind: local\n"
+        "    probe_timeout: soon\n"
+        "policies: {standard: {waves: [{name: all, select: rest}]}}\n")
+    (tmp_path / "customers" / "acme.yaml").write_text(
+        "id: acme\ninstances: {prod: {environment: production, target: {host: h1}}}\n")
+    rendered = [p.render() for p in validate_workspace(tmp_path)]
+    assert any(r.startswith("rollwave.yaml:8") and "timout" in r for r in rendered), rendered
+    assert any(r.startswith("rollwave.yaml:11") for r in rendered), rendered

@@ -407,7 +407,9 @@ def test_leftover_process_without_state_is_found_by_its_marker(
         except httpx.HTTPError:
             time.sleep(0.05)
     assert d.actual(inst, ["api"]).versions == {}
-    assert d.deploy(inst, desired("1.0"), make_context(tmp_path)[0]).ok
+    ctx, sink = make_context(tmp_path)
+    result = d.deploy(inst, desired("1.0"), ctx)
+    assert result.ok, (result, sink.lines)
     assert orphan.wait(timeout=5) is not None
     assert version_of(f"http://127.0.0.1:{port}")["version"] == "1.0"
 

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollwave.core.durations import Duration
@@ -103,8 +102,11 @@ class LocalDeployer:
         self.options = options
         self.env = env
         self.root = env.state_dir / "instances"
+        import httpx  # here, not at module level: `rollwave validate` imports every adapter
+
         self._http = httpx.Client(timeout=options.probe_timeout, trust_env=False,
                                   limits=httpx.Limits(max_keepalive_connections=0))
+        self._http_errors: tuple[type[Exception], ...] = (httpx.HTTPError, ValueError)
         self._locks: dict[Path, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -195,7 +197,7 @@ class LocalDeployer:
                 for pid in find_marked(paths.folder):
                     log(f"stopping process {pid} left over from an earlier run")
                     terminate(pid, self.options.stop_timeout)
-                if not self._port_free(port):
+                if not self._port_free(port, wait=1.0):
                     message = (f"cannot start {service}: port {port} is in use by a process "
                                "this deployer did not start")
                     log(message)
@@ -302,7 +304,7 @@ class LocalDeployer:
         try:
             response = self._http.get(f"http://{self.options.host}:{port}/version")
             data = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+        except self._http_errors:
             return None
         if not isinstance(data, dict) or not isinstance(data.get("version"), str):
             return None
@@ -310,10 +312,17 @@ class LocalDeployer:
         return (data["version"], digest if isinstance(digest, str) else None,
                 pid if isinstance(pid, int) else None)
 
-    def _port_free(self, port: int) -> bool:
-        with socket.socket() as sock:
-            sock.settimeout(0.5)
-            return sock.connect_ex((self.options.host, port)) != 0
+    def _port_free(self, port: int, wait: float = 0.0) -> bool:
+        """True when nothing accepts connections on ``port`` (checking for up to ``wait`` s)."""
+        end = time.monotonic() + wait
+        while True:
+            with socket.socket() as sock:
+                sock.settimeout(0.5)
+                if sock.connect_ex((self.options.host, port)) != 0:
+                    return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.05)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -473,15 +482,20 @@ def read_json(path: Path) -> dict[str, Any] | None:
 # --- processes -------------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """``(state, process group, start time)`` from ``/proc/<pid>/stat``, None if gone."""
+def _stat(pid: int) -> tuple[bool, int, int] | None:
+    """``(alive, process group, start time)`` from ``/proc/<pid>/stat``, None if gone.
+
+    A zombie leader whose other threads are still exiting counts as alive: its files (and
+    listening sockets) are only closed when the last thread is gone.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             data = handle.read()
     except OSError:
         return None
     fields = data[data.rindex(b")") + 2:].split()
-    return fields[0].decode(), int(fields[2]), int(fields[19])
+    alive = fields[0] not in (b"Z", b"X") or int(fields[17]) > 1
+    return alive, int(fields[2]), int(fields[19])
 
 
 def proc_start(pid: int) -> int | None:
@@ -502,7 +516,7 @@ def running(pid: int) -> bool:
         return False
     if _PROC.is_dir():
         stat = _stat(pid)
-        return stat is not None and stat[0] not in ("Z", "X")
+        return stat is not None and stat[0]
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -567,7 +581,7 @@ def find_marked(folder: Path) -> list[int]:
         if needle in environ.split(b"\0"):
             pid = int(entry.name)
             stat = _stat(pid)
-            if stat is not None and stat[1] == pid and stat[0] not in ("Z", "X"):
+            if stat is not None and stat[1] == pid and stat[0]:
                 found.append(pid)
     return found
 
