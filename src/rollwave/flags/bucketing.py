@@ -11,8 +11,6 @@ slice's share only raises its bound, so no context already included ever leaves 
     flagd's ``fractional`` as implemented by flagd core today: the canonical CBOR encoding of
     ``[flagKey, targetingKey]`` (or of the ``bucketBy`` value alone when the salt is ``""``)
     hashed with unsigned murmur3, ``bucket = (hash * totalWeight) >> 32``.
-``flagd-legacy`` (``hash: flagd`` with ``salt`` prefix semantics of flagd before CBOR)
-    ``abs(int32 murmur3(salt + value)) / (2**31 - 1) * 100`` against percent bounds.
 ``unleash``
     Unleash's ``normalizedValue``: ``murmur3(f"{groupId}:{value}", seed) mod N``, with seed 0
     and N = 100 for strategy percentages and seed 86028157 and N = total weight for variants.
@@ -29,7 +27,6 @@ import mmh3
 
 BUCKETS = 10_000
 UNLEASH_VARIANT_SEED = 86028157
-_MAX_INT32 = 2**31 - 1
 
 BucketFn = Callable[[str], float]
 """Maps a (string) bucketing value to a bucket number."""
@@ -152,8 +149,6 @@ def make_bucket_fn(algorithm: str, salt: str, *, purpose: str, total: float) -> 
         weight = int(total) if purpose == "split" else 100
         key = salt if salt else None
         return lambda value: float(flagd_bucket(value, key, weight))
-    if algorithm == "flagd-legacy":
-        return lambda value: abs(int(mmh3.hash(salt + value, 0, True))) / _MAX_INT32 * 100
     if algorithm == "unleash":
         if purpose == "gate":
             return lambda value: int(mmh3.hash(f"{salt}:{value}", 0, False)) % 100
@@ -167,13 +162,6 @@ def bounds_for(algorithm: str, weights: Sequence[float]) -> list[float]:
     """Slice bounds in the bucket units of ``algorithm`` for a split's weights."""
     if algorithm == "rollwave":
         return weight_bounds(weights, BUCKETS)
-    if algorithm == "flagd-legacy":
-        total = float(sum(weights))
-        bounds, running = [], 0.0
-        for weight in weights:
-            running += weight * 100 / total
-            bounds.append(running)
-        return bounds
     bounds, running_int = [], 0.0
     for weight in weights:  # flagd and Unleash use the raw integer weights
         running_int += weight

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 FlagType = Literal["boolean", "string", "number", "json"]
-HashAlgorithm = Literal["rollwave", "flagd", "flagd-legacy", "unleash"]
+HashAlgorithm = Literal["rollwave", "flagd", "unleash"]
 
 KEY_PATTERN = r"^[^\s/\\?#%]{1,200}$"
 """Flag and segment keys: 1-200 characters, no whitespace and nothing that breaks a URL path."""
