@@ -52,7 +52,7 @@ def _parse_clock(value: str) -> time:
     if hour == 24:
         if minute:
             raise ValueError(f"'{value}' is not a time of day")
-        return time(23, 59, 59)
+        return time(0, 0)  # midnight at the end of the day: the window wraps to it
     return time(hour, minute)
 
 
@@ -83,7 +83,7 @@ class Window(Strict):
 
     @model_validator(mode="after")
     def _not_empty(self) -> Window:
-        if _parse_clock(self.start) == _parse_clock(self.end):
+        if _parse_clock(self.start) == _parse_clock(self.end) and self.end.strip() != "24:00":
             raise ValueError("a window's start and end are equal: it would never be open")
         return self
 
@@ -312,7 +312,7 @@ class Policy(Strict):
 
     @model_validator(mode="after")
     def _rest_last(self) -> Policy:
-        for index, wave in enumerate(self.waves[:-1]):
+        for wave in self.waves[:-1]:
             if wave.select.rest:
                 raise ValueError(
                     f"wave '{wave.name}' takes the rest of the fleet, so the waves after it "

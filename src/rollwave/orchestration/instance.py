@@ -17,6 +17,7 @@ from rollwave.core.fleet import FleetInstance
 from rollwave.core.hashing import config_hash
 from rollwave.core.model import Verification
 from rollwave.core.states import TargetState
+from rollwave.errors import RollwaveError
 from rollwave.orchestration.runtime import Runtime
 from rollwave.ports.deployer import DeployContext, DesiredState, redact
 from rollwave.storage import fleet_state
@@ -111,7 +112,12 @@ def drive_target(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord) -> 
             return TargetState.SKIPPED
         return state
     services = [c["service"] for c in target.changes]
-    desired, secrets, versions_to = desired_state(rt, target.changes, "to")
+    desired, secrets, versions_to = DesiredState(versions={}), list[str](), dict[str, str]()
+    if state != TargetState.ROLLING_BACK and not state.terminal:
+        try:
+            desired, secrets, versions_to = desired_state(rt, target.changes, "to")
+        except RollwaveError as exc:  # e.g. an unresolvable secret: nothing was deployed
+            return _cannot_prepare(rt, ctx, target, exc)
     verb = "rolling back" if ctx.kind == "rollback" else "deploying"
 
     if state in (TargetState.PENDING, TargetState.WAITING_WINDOW):
@@ -132,6 +138,28 @@ def drive_target(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord) -> 
     if state == TargetState.ROLLING_BACK:
         state = _rollback_step(rt, ctx, inst, target, services)
     return state
+
+
+def _cannot_prepare(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord,
+                    exc: RollwaveError) -> TargetState:
+    why = f"cannot prepare the deploy of {target.instance}: {exc.message}"
+    if target.state in (TargetState.PENDING, TargetState.WAITING_WINDOW):
+        with rt.db.begin() as conn:
+            repo.transition_target(conn, ctx.rollout_id, target.instance, target.state,
+                                   TargetState.DEPLOYING, why, kind="instance.deploying",
+                                   attempts=target.attempts + 1)
+            repo.transition_target(conn, ctx.rollout_id, target.instance, TargetState.DEPLOYING,
+                                   TargetState.ROLLING_BACK, why + "; nothing was changed",
+                                   kind="instance.deploy_failed", explanation=why)
+        return drive_target(rt, ctx, _fresh(rt, ctx, target.instance))
+    return target.state
+
+
+def _fresh(rt: Runtime, ctx: TargetContext, instance: str) -> repo.TargetRecord:
+    with rt.db.read() as conn:
+        row = repo.get_target(conn, ctx.rollout_id, instance)
+    assert row is not None
+    return row
 
 
 def _reload(rt: Runtime, ctx: TargetContext, instance: str) -> TargetState:

@@ -1,0 +1,5 @@
+"""``python -m rollwave`` runs the CLI (used to start background orchestrators)."""
+
+from rollwave.cli.app import main
+
+main()
