@@ -629,7 +629,12 @@ class CommandDeployer:
     def _folder(self, instance: FleetInstance) -> Path:
         folder = self.root / path_component(instance.customer) / path_component(instance.name)
         if folder not in self._dirs:
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._dirs.add(folder)
         return folder
 

@@ -105,7 +105,8 @@ class LocalDeployer:
         import httpx  # here, not at module level: `rollwave validate` imports every adapter
 
         self._http = httpx.Client(timeout=options.probe_timeout, trust_env=False,
-                                  limits=httpx.Limits(max_keepalive_connections=0))
+                                  limits=httpx.Limits(max_connections=None,
+                                                      max_keepalive_connections=0))
         self._http_errors: tuple[type[Exception], ...] = (httpx.HTTPError, ValueError)
         self._locks: dict[Path, threading.Lock] = {}
         self._guard = threading.Lock()
