@@ -319,6 +319,8 @@ def test_truncation_never_reveals_part_of_a_multiline_secret() -> None:
     assert "secretline" not in text
     assert "END KEY" not in text
     assert text.endswith("after")
+    one_line = output_text(b"cret-token-value and more", 100, ["secret-token-value"])
+    assert one_line == "[... 100 bytes of earlier output omitted ...]\n*** and more"
 
 
 def test_run_command_reports_stderr_separately_when_asked() -> None:

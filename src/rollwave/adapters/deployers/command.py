@@ -403,11 +403,11 @@ def output_text(data: bytes, omitted: int, secrets: Sequence[str]) -> str:
 
 
 def _redact_partial_head(text: str, secrets: Sequence[str]) -> str:
-    """Hide the rest of a multi-line secret whose beginning was cut off with the head."""
+    """Hide the end of a secret whose beginning was cut off with the omitted head."""
     for secret in secrets:
-        for index, char in enumerate(secret[:-1]):
-            if char == "\n" and len(secret) - index > 3 and text.startswith(secret[index + 1:]):
-                return "***" + text[len(secret) - index - 1:]
+        for size in range(len(secret) - 1, 2, -1):
+            if text.startswith(secret[-size:]):
+                return "***" + text[size:]
     return text
 
 
