@@ -6,7 +6,8 @@ and whether instances *not yet updated* regressed at the same time. The rules, a
 this order to the evidence of one analysis interval:
 
 1. **Infrastructure.** A metric regressed on instances that are *not* running the new version
-   (at least ``incident_min_instances`` of them and ``incident_fraction`` of those judged):
+   (at least ``incident_min_instances`` of them and ``incident_fraction`` of those judged,
+   each on its own or, as a :class:`FleetShift`, pooled with each of them beyond the floor):
    the release cannot be the cause. -> ``PAUSE``; nothing is rolled back.
 2. **Release.** The same metric regressed on updated instances of ``min_customers`` or more
    different customers. -> ``ROLLBACK_RELEASE``: halt and roll back everywhere.
@@ -73,6 +74,18 @@ class InstanceEvidence:
         effect = self.regressed.get(metric)
         change = f" {effect * 100:+.0f}%" if effect is not None and math.isfinite(effect) else ""
         return f"{self.instance}{change}"
+
+
+@dataclass(frozen=True, slots=True)
+class FleetShift:
+    """A metric that moved on the instances *not* running the new version, pooled."""
+
+    metric: str
+    effect: float  # pooled relative move
+    significant: bool  # the pooled move is beyond the floor with confidence
+    moved: tuple[str, ...]  # instances whose own move is beyond the floor
+    judged: int  # instances with enough data
+    explanation: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,17 +172,30 @@ def _incident(
 
 def _infrastructure(
     updated: Sequence[InstanceEvidence], stable: Sequence[InstanceEvidence],
-    policy: BlamePolicy, flagged: tuple[str, ...],
+    policy: BlamePolicy, flagged: tuple[str, ...], shifts: Sequence[FleetShift],
 ) -> FleetVerdict | None:
     incident = _incident(stable, policy)
-    if incident is None:
+    pooled = [
+        s for s in shifts
+        if s.significant and len(s.moved) >= max(
+            policy.incident_min_instances, math.ceil(policy.incident_fraction * s.judged))
+    ]
+    if incident is not None:
+        metric, hit, judged = incident
+        text = (
+            f"{metric} also regressed on {len(hit)} of {judged} instances not running the new "
+            f"version ({', '.join(e.describe(metric) for e in hit[:5])})"
+        )
+    elif pooled:
+        shift = max(pooled, key=lambda s: len(s.moved))
+        metric = shift.metric
+        text = (
+            f"{metric} also moved {shift.effect * 100:+.0f}% on the instances not running the "
+            f"new version ({shift.explanation}: {', '.join(shift.moved[:5])})"
+        )
+    else:
         return None
-    metric, hit, judged = incident
     also = [e.describe(metric) for e in updated if metric in e.regressed]
-    text = (
-        f"{metric} also regressed on {len(hit)} of {judged} instances not running the new "
-        f"version ({', '.join(e.describe(metric) for e in hit[:5])})"
-    )
     if also:
         text += f", as on updated {', '.join(also[:5])}"
     text += ": not the release (infrastructure) -> pause, roll nothing back"
@@ -310,6 +336,7 @@ def assign_blame(
     updated: Sequence[InstanceEvidence],
     stable: Sequence[InstanceEvidence] = (),
     policy: BlamePolicy | None = None,
+    shifts: Sequence[FleetShift] = (),
 ) -> FleetVerdict:
     """Decide from the evidence on updated and on stable (not yet updated) instances.
 
@@ -325,7 +352,7 @@ def assign_blame(
     pol = policy or BlamePolicy()
     flagged = tuple(sorted({e.customer for e in updated if e.pre_existing}))
     verdict = (
-        _infrastructure(updated, stable, pol, flagged)
+        _infrastructure(updated, stable, pol, flagged, shifts)
         or _release(updated, pol, flagged)
         or _customer(updated, pol, flagged)
         or _no_regression(updated, flagged)

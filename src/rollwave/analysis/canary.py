@@ -32,6 +32,7 @@ repeated looks from turning noise into rollbacks.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ from rollwave.analysis.series import FloatArray, PolicyError, Series, aligned_er
 from rollwave.analysis.stats import (
     dispersion,
     hodges_lehmann,
+    rate_ratio_interval,
     rate_ratio_pvalues,
     robust_spread,
     serial_inflation,
@@ -88,6 +90,7 @@ class GaugeCheck:
     min_baseline: int = 10  # readable samples needed before it
     consecutive_error_limit: int = 4
     trend_horizon: float | None = None  # seconds; set for leaks (memory, disk, connections)
+    load: str | None = None  # a traffic series (requests) the gauge is adjusted for
 
     def __post_init__(self) -> None:
         _check_common(self.name, self.confidence, self.allowed_increase, self.allowed_decrease)
@@ -164,22 +167,128 @@ def _eps(reference: FloatArray) -> float:
     return 1e-9 + 0.01 * med
 
 
-def _peer_moves(check: GaugeCheck, peers: Sequence[Windows]) -> tuple[list[float], list[float]]:
-    """Each stable peer's log-median move over the same windows (and its slope after)."""
+@dataclass(frozen=True, slots=True)
+class _Logged:
+    """One instance's gauge on a log scale (NaN kept in place), adjusted for its own load."""
+
+    before: FloatArray
+    after: FloatArray
+    after_times: FloatArray
+    before_times: FloatArray
+    elasticity: float
+
+
+def _times(s: Series) -> FloatArray:
+    return s.start + s.step * np.arange(len(s), dtype=np.float64)
+
+
+def _logged(check: GaugeCheck, w: Windows) -> _Logged | None:
+    b, a = w.before.get(check.metric), w.after.get(check.metric)
+    if b is None or a is None:
+        return None
+    eps = _eps(b.readable())
+    lb, la = _log(b.values, eps), _log(a.values, eps)
+    k = 0.0
+    lb_load = w.before.get(check.load) if check.load else None
+    la_load = w.after.get(check.load) if check.load else None
+    if lb_load is not None and la_load is not None and len(lb_load) == len(b) and len(
+        la_load
+    ) == len(a):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xb = np.where(lb_load.values > 0, np.log(lb_load.values), np.nan)
+            xa = np.where(la_load.values > 0, np.log(la_load.values), np.nan)
+        ok = np.isfinite(lb) & np.isfinite(xb)
+        k = _elasticity(xb[ok], lb[ok], check.min_baseline)
+        if k > 0:
+            ref = float(np.median(xb[ok]))
+            lb = np.where(np.isfinite(xb), lb - k * (xb - ref), lb)
+            la = np.where(np.isfinite(xa), la - k * (xa - ref), la)
+    return _Logged(lb, la, _times(a), _times(b), k)
+
+
+def _elasticity(load: FloatArray, values: FloatArray, minimum: int) -> float:
+    """The slope of log value on log load over the baseline, if load clearly drives it.
+
+    Only a strong, significant relation counts (correlation >= 0.5, slope t >= 3): fitting a
+    slope to noise would invent regressions whenever traffic moves.
+    """
+    if load.size < minimum or float(np.std(load)) < 0.05 or float(np.std(values)) == 0.0:
+        return 0.0
+    r = float(np.corrcoef(load, values)[0, 1])
+    if not math.isfinite(r) or r < 0.5:
+        return 0.0
+    t = r * math.sqrt((load.size - 2) / max(1.0 - r * r, 1e-12))
+    if t < 3.0:
+        return 0.0
+    slope = r * float(np.std(values)) / float(np.std(load))
+    return min(max(slope, 0.0), 1.0)
+
+
+def _finite(v: FloatArray) -> FloatArray:
+    return v[np.isfinite(v)]
+
+
+@dataclass(frozen=True, slots=True)
+class _PeerIndex:
+    """The stable peers' common movement, sample by sample, and each peer's own move."""
+
+    before: FloatArray  # median over peers of (log value - the peer's baseline median)
+    after: FloatArray
+    moves: list[float]
+
+
+def _peer_index(check: GaugeCheck, peers: Sequence[Windows], subject: _Logged) -> _PeerIndex:
+    rows_b: list[FloatArray] = []
+    rows_a: list[FloatArray] = []
     moves: list[float] = []
-    slopes: list[float] = []
     for p in peers:
-        pb, pa = p.before.get(check.metric), p.after.get(check.metric)
-        if pb is None or pa is None or pb.readable_count < check.min_baseline:
+        lg = _logged(check, p)
+        if lg is None or lg.before.size != subject.before.size:
             continue
-        if pa.readable_count < check.min_samples:
+        if lg.after.size != subject.after.size:
             continue
-        pe = _eps(pb.readable())
-        moves.append(float(np.median(_log(pa.readable(), pe)) - np.median(_log(pb.readable(), pe))))
-        if check.trend_horizon:
-            vals = _log(pa.values, pe)
-            slopes.append(theil_sen(vals, _times(pa), check.confidence)[0])
-    return moves, slopes
+        pb, pa = _finite(lg.before), _finite(lg.after)
+        if pb.size < check.min_baseline or pa.size < check.min_samples:
+            continue
+        med = float(np.median(pb))
+        rows_b.append(lg.before - med)
+        rows_a.append(lg.after - med)
+        moves.append(float(np.median(pa)) - med)
+    if not rows_b:
+        empty = np.zeros(0, dtype=np.float64)
+        return _PeerIndex(empty, empty, moves)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+        before = np.nanmedian(np.vstack(rows_b), axis=0)
+        after = np.nanmedian(np.vstack(rows_a), axis=0)
+    return _PeerIndex(before, after, moves)
+
+
+def _coupling(subject: FloatArray, index: FloatArray, minimum: int) -> float:
+    """How much of the peers' common movement this instance follows (0 when it does not).
+
+    The slope of the instance's baseline on the peers' index, counted only when they clearly
+    move together (correlation >= 0.3, slope t >= 3): peers that merely wander on their own
+    must not lend the instance their noise.
+    """
+    ok = np.isfinite(subject) & np.isfinite(index)
+    x, y = index[ok], subject[ok]
+    if x.size < minimum or float(np.std(x)) == 0.0 or float(np.std(y)) == 0.0:
+        return 0.0
+    r = float(np.corrcoef(x, y)[0, 1])
+    if not math.isfinite(r) or r < 0.3:
+        return 0.0
+    t = r * math.sqrt((x.size - 2) / max(1.0 - r * r, 1e-12))
+    if t < 3.0:
+        return 0.0
+    return min(max(r * float(np.std(y)) / float(np.std(x)), 0.0), 1.5)
+
+
+def _fill(v: FloatArray) -> FloatArray:
+    ok = np.isfinite(v)
+    if not ok.any():
+        return np.zeros_like(v)
+    return np.where(ok, v, float(np.median(v[ok])))
 
 
 def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = ()) -> CheckResult:
@@ -197,15 +306,18 @@ def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = 
     if after.readable_count < check.min_samples:
         return _result(check.name, NO_DATA, f"only {after.readable_count} samples since the "
                        f"update (need {check.min_samples})", samples=after.readable_count)
-    pre_raw, post_raw = before.readable(), after.readable()
-    eps = _eps(pre_raw)
-    x, y = _log(pre_raw, eps), _log(post_raw, eps)
-
-    moves, slopes = _peer_moves(check, peers)
-    drift = float(np.median(moves)) if moves else 0.0
+    lg = _logged(check, subject)
+    assert lg is not None
+    index = _peer_index(check, peers, lg)
+    moves = index.moves
+    beta = _coupling(lg.before, index.before, check.min_baseline) if moves else 0.0
+    common_b = beta * _fill(index.before) if beta else np.zeros_like(lg.before)
+    common_a = beta * _fill(index.after) if beta else np.zeros_like(lg.after)
+    x, y = _finite(lg.before - common_b), _finite(lg.after - common_a)
+    drift = float(np.median(common_a) - np.median(common_b)) if beta else 0.0
     spread = robust_spread(np.array(moves)) if len(moves) >= 3 else 0.0
-    inflation = max(serial_inflation(x), serial_inflation(y))
-    shift = hodges_lehmann(y - drift, x, check.confidence, inflation)
+    inflation = serial_inflation(x)  # the noise of the baseline, not of a shifted window
+    shift = hodges_lehmann(y, x, check.confidence, inflation)
 
     inc_floor = math.log1p(check.allowed_increase)
     dec_floor = -math.log1p(-check.allowed_decrease)
@@ -217,16 +329,24 @@ def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = 
     regressed_down = bad_down and shift.upper < -dec_bar
     cleared = (not bad_up or shift.upper < inc_bar) and (not bad_down or shift.lower > -dec_bar)
 
-    pre_med, post_med = float(np.median(pre_raw)), float(np.median(post_raw))
+    pre_med, post_med = float(np.median(before.readable())), float(np.median(after.readable()))
     conf = f"{check.confidence * 100:g}%"
-    peer_text = (
-        f"after the {_pct(math.expm1(drift))} drift of {len(moves)} stable peers"
-        if moves else "with no stable peer to correct for drift"
+    if beta:
+        peer_text = (
+            f"after the {_pct(math.expm1(drift))} it shares with {len(moves)} stable peers "
+            f"(coupling {beta:.2f})"
+        )
+    elif moves:
+        peer_text = f"not following its {len(moves)} stable peers"
+    else:
+        peer_text = "with no stable peer to correct for drift"
+    load_text = (
+        f", for its own {check.load} (elasticity {lg.elasticity:.2f})" if lg.elasticity else ""
     )
     text = (
-        f"median {pre_med:.4g} before, {post_med:.4g} since the update; {peer_text} the shift is "
-        f"{_pct(math.expm1(shift.estimate))} ({conf} interval {_pct(math.expm1(shift.lower))}"
-        f"..{_pct(math.expm1(shift.upper))})"
+        f"median {pre_med:.4g} before, {post_med:.4g} since the update; {peer_text}{load_text} "
+        f"the shift is {_pct(math.expm1(shift.estimate))} ({conf} interval "
+        f"{_pct(math.expm1(shift.lower))}..{_pct(math.expm1(shift.upper))})"
     )
     bar_text = f"allowed {_pct(math.expm1(inc_bar if bad_up else -dec_bar))}"
     if margin > max(inc_floor, dec_floor) and moves:
@@ -237,13 +357,14 @@ def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = 
         "lower": math.expm1(shift.lower), "upper": math.expm1(shift.upper),
         "drift": math.expm1(drift), "peers": len(moves), "before": pre_med, "after": post_med,
         "floor": check.allowed_increase if bad_up else -check.allowed_decrease,
+        "elasticity": lg.elasticity,
     }
-    samples = int(post_raw.size)
+    samples = int(y.size)
     if regressed_up or regressed_down:
         return _result(check.name, REGRESSED, f"{text}: beyond the {bar_text} -> regression",
                        value=effect, threshold=math.expm1(inc_bar), samples=samples, **data)
     if check.trend_horizon and bad_up:
-        trend = _trend(check, before, after, eps, peer_slopes=slopes, bar=inc_bar)
+        trend = _trend(check, lg, common_a, bar=inc_bar)
         if trend is not None:
             text_t, effect_t, lower_t = trend
             data.update(effect=effect_t, lower=lower_t, trend=True)
@@ -255,37 +376,34 @@ def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = 
                    threshold=math.expm1(inc_bar), samples=samples, **data)
 
 
-def _times(s: Series) -> FloatArray:
-    return s.start + s.step * np.arange(len(s), dtype=np.float64)
-
-
 def _trend(
-    check: GaugeCheck, before: Series, after: Series, eps: float, *, peer_slopes: list[float],
-    bar: float,
+    check: GaugeCheck, lg: _Logged, common: FloatArray, *, bar: float
 ) -> tuple[str, float, float] | None:
-    """A leak: the slope since the update, projected over the horizon, clears the bar."""
+    """A leak: the slope since the update, projected over the horizon, clears the bar.
+
+    The slope is taken after removing what the instance shares with its peers, and is set
+    against its own slope before the update (a sawtooth that was already there is no leak).
+    """
     horizon = float(check.trend_horizon or 0.0)
-    if after.readable_count < 2 * check.min_samples:
+    after = lg.after - common
+    if _finite(after).size < 2 * check.min_samples:
         return None
-    vals = _log(after.values, eps)
-    slope, low, _ = theil_sen(vals, _times(after), check.confidence)
+    slope, low, _ = theil_sen(after, lg.after_times, check.confidence)
     if not math.isfinite(low):
         return None
-    half = (slope - low) * math.sqrt(serial_inflation(vals[np.isfinite(vals)]))
+    half = (slope - low) * math.sqrt(serial_inflation(_finite(after)))
     low = slope - half
-    pre_vals = _log(before.values, eps)
-    pre_slope = theil_sen(pre_vals, _times(before), check.confidence)[0]
-    peer = float(np.median([s for s in peer_slopes if math.isfinite(s)] or [0.0]))
-    reference = max(peer, pre_slope if math.isfinite(pre_slope) else 0.0)
+    pre_slope = theil_sen(lg.before, lg.before_times, check.confidence)[0]
+    reference = max(pre_slope, 0.0) if math.isfinite(pre_slope) else 0.0
     if (low - reference) * horizon <= bar or (slope - reference) * horizon <= bar:
         return None
     effect = math.expm1((slope - reference) * horizon)
     lower = math.expm1((low - reference) * horizon)
     text = (
-        f"but it has been climbing since the update: at {_pct(math.expm1(slope * horizon))} per "
-        f"{horizon / 60:g} min against {_pct(math.expm1(reference * horizon))} for its peers and "
-        f"itself before ({check.confidence * 100:g}% lower bound {_pct(lower)}), beyond the "
-        f"allowed {_pct(math.expm1(bar))} -> regression (leak)"
+        f"but it has been climbing since the update: {_pct(math.expm1(slope * horizon))} per "
+        f"{horizon / 60:g} min against {_pct(math.expm1(reference * horizon))} before "
+        f"({check.confidence * 100:g}% lower bound {_pct(lower)}), beyond the allowed "
+        f"{_pct(math.expm1(bar))} -> regression (leak)"
     )
     return text, effect, lower
 
@@ -328,7 +446,10 @@ def judge_ratio(check: RatioCheck, subject: Windows, peers: Sequence[Windows] = 
         used += 1
     drift = 1.0
     if used:
-        drift = ((pe1 + 1.0) / pn1) / ((pe0 + 1.0) / pn0)
+        # the peers' move counts only as far as they surely moved: a noisy few errors on
+        # low-traffic peers must not lower (or raise) the bar of the instance judged
+        d_low, d_high = rate_ratio_interval(pe0 + 0.5, pn0, pe1 + 0.5, pn1, check.confidence)
+        drift = d_low if d_low > 1.0 else d_high if d_high < 1.0 else 1.0
         drift = min(max(drift, 1.0 / 3.0), 3.0)
     num_b, den_b = subject.before[check.numerator], subject.before[check.denominator]
     phi = dispersion(num_b.values, den_b.values)
@@ -349,6 +470,7 @@ def judge_ratio(check: RatioCheck, subject: Windows, peers: Sequence[Windows] = 
         regressed = regressed or p_down < alpha
         cleared = cleared and p_in_down < alpha
     effect = r1 / expected - 1.0 if expected > 0 else math.inf
+    low_ratio, high_ratio = rate_ratio_interval(c0, n0, c1, n1, check.confidence)
     peer_text = (
         f"{used} stable peers moved x{drift:.2f}" if used else "no stable peer to correct for drift"
     )
@@ -362,7 +484,8 @@ def judge_ratio(check: RatioCheck, subject: Windows, peers: Sequence[Windows] = 
         "metric": check.numerator, "effect": effect, "before": e0 / n0, "after": r1,
         "drift": drift - 1.0, "peers": used, "p_value": p_up, "dispersion": phi,
         "absolute": r1 - expected, "requests": n1,
-        "upper": math.nan, "lower": math.nan, "floor": check.allowed_increase,
+        "upper": high_ratio / drift - 1.0, "lower": low_ratio / drift - 1.0,
+        "floor": check.allowed_increase,
     }
     if regressed:
         return _result(check.name, REGRESSED, f"{text} -> regression", value=r1,
@@ -371,3 +494,77 @@ def judge_ratio(check: RatioCheck, subject: Windows, peers: Sequence[Windows] = 
     verdict = "within the floor" if cleared else "no regression beyond the floor shown"
     return _result(check.name, state, f"{text}: {verdict}", value=r1,
                    threshold=r0 * up_bar, samples=int(n1), **data)
+
+
+def pooled_shift(
+    check: GaugeCheck | RatioCheck, members: Sequence[Windows]
+) -> tuple[CheckResult, list[bool]]:
+    """Did a group of instances (those not updated) move together in a bad direction?
+
+    Each member's after-window is set against its own before-window and the members are
+    pooled: gauges as log values less each member's baseline median, ratios as summed counts.
+    Returns the pooled result (Failed when the whole group moved beyond the floor) and, per
+    member, whether its own move is beyond the floor. This is the evidence of an incident
+    outside the release: it never looks at an updated instance.
+    """
+    if isinstance(check, RatioCheck):
+        return _pooled_ratio(check, members)
+    xs: list[FloatArray] = []
+    ys: list[FloatArray] = []
+    moved: list[bool] = []
+    inflations: list[float] = []
+    floor = math.log1p(check.allowed_increase)
+    for w in members:
+        lg = _logged(check, w)
+        if lg is None:
+            moved.append(False)
+            continue
+        x, y = _finite(lg.before), _finite(lg.after)
+        if x.size < check.min_baseline or y.size < check.min_samples:
+            moved.append(False)
+            continue
+        med = float(np.median(x))
+        xs.append(x - med)
+        ys.append(y - med)
+        inflations.append(serial_inflation(x))
+        moved.append(float(np.median(y)) - med > floor)
+    if not xs:
+        return _result(check.name, NO_DATA, "no instance to compare"), moved
+    shift = hodges_lehmann(
+        np.concatenate(ys), np.concatenate(xs), check.confidence, float(np.median(inflations))
+    )
+    effect = math.expm1(shift.estimate)
+    text = (
+        f"{sum(moved)} of {len(xs)} instances moved beyond {_pct(check.allowed_increase)}; "
+        f"pooled shift {_pct(effect)} ({check.confidence * 100:g}% interval "
+        f"{_pct(math.expm1(shift.lower))}..{_pct(math.expm1(shift.upper))})"
+    )
+    state = REGRESSED if shift.lower > floor else UNDECIDED
+    return _result(check.name, state, text, value=effect, metric=check.metric, effect=effect,
+                   lower=math.expm1(shift.lower), upper=math.expm1(shift.upper)), moved
+
+
+def _pooled_ratio(check: RatioCheck, members: Sequence[Windows]) -> tuple[CheckResult, list[bool]]:
+    e0 = n0 = e1 = n1 = 0.0
+    moved: list[bool] = []
+    for w in members:
+        t = _ratio_totals(w, check)
+        if t is None or t[1] < check.min_denominator or t[3] < check.min_denominator:
+            moved.append(False)
+            continue
+        e0, n0, e1, n1 = e0 + t[0], n0 + t[1], e1 + t[2], n1 + t[3]
+        r0, r1 = (t[0] + 0.5) / t[1], t[2] / t[3]
+        moved.append(r1 > max(r0 * (1 + check.allowed_increase), r0 + check.min_change))
+    if n0 < check.min_denominator or n1 < check.min_denominator:
+        return _result(check.name, NO_DATA, "too little traffic to compare"), moved
+    r0 = (e0 + 0.5) / n0
+    bar = max(1 + check.allowed_increase, (r0 + check.min_change) / r0)
+    p_up, _ = rate_ratio_pvalues(e0 + 0.5, n0, e1, n1, bar)
+    effect = (e1 / n1) / r0 - 1.0
+    text = (
+        f"{sum(moved)} instances moved; together {e1:.0f}/{n1:.0f} = {e1 / n1:.3%} against "
+        f"{e0:.0f}/{n0:.0f} = {e0 / n0:.3%} before (p = {p_up:.2g})"
+    )
+    state = REGRESSED if p_up < 1.0 - check.confidence else UNDECIDED
+    return _result(check.name, state, text, value=effect, metric=check.numerator,
+                   effect=effect), moved

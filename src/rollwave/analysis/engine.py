@@ -22,11 +22,24 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from rollwave.analysis.blame import BlamePolicy, FleetVerdict, InstanceEvidence, assign_blame
+from rollwave.analysis.blame import (
+    BlamePolicy,
+    FleetShift,
+    FleetVerdict,
+    InstanceEvidence,
+    assign_blame,
+)
 from rollwave.analysis.burnrate import BurnRateCheck, evaluate_burn_rate, scale_windows
-from rollwave.analysis.canary import GaugeCheck, RatioCheck, Windows, judge_gauge, judge_ratio
+from rollwave.analysis.canary import (
+    GaugeCheck,
+    RatioCheck,
+    Windows,
+    judge_gauge,
+    judge_ratio,
+    pooled_shift,
+)
 from rollwave.analysis.results import CheckResult, Outcome, Verdict
-from rollwave.analysis.series import PolicyError, Series
+from rollwave.analysis.series import PolicyError, Series, aligned_totals
 from rollwave.analysis.threshold import ThresholdCheck, evaluate_threshold, measure
 
 Check = GaugeCheck | RatioCheck | BurnRateCheck | ThresholdCheck
@@ -133,11 +146,17 @@ def _absolute(
         post = evaluate_burn_rate(
             check, s.get(check.errors), s.get(check.total), now, since=t1, windows=windows
         )
-        if post.outcome is Outcome.FAILED:
-            pre = evaluate_burn_rate(
-                check, s.get(check.errors), s.get(check.total), t1, since=t0, windows=windows
-            )
-            if pre.outcome is Outcome.FAILED:
+        errors, total = s.get(check.errors), s.get(check.total)
+        if post.outcome is Outcome.FAILED and errors is not None and total is not None:
+            e0, n0 = aligned_totals(errors.window(t0, t1), total.window(t0, t1))
+            burn = e0 / n0 / check.budget if n0 >= check.min_events else 0.0
+            factor = min(w.factor for w in windows)
+            if burn >= factor / 2.0:
+                pre = CheckResult(
+                    check.name, Outcome.FAILED,
+                    f"{e0:.0f}/{n0:.0f} errors over the baseline burned {burn:.1f}x "
+                    f"(>= half of {factor:g}x)",
+                )
                 return _pre_existing(post, pre)
         return post
     names = check.series_names
@@ -266,5 +285,34 @@ def evaluate_fleet(
     skip = set(exclude)
     active = [i for i in fleet if i.instance not in skip]
     updated = [evaluate_instance(i, active, policy, now) for i in active if i.updated_by(now)]
-    stable = [evaluate_instance(i, active, policy, now) for i in active if not i.updated_by(now)]
-    return assign_blame(updated, stable, policy.blame)
+    waiting = [i for i in active if not i.updated_by(now)]
+    stable = [evaluate_instance(i, active, policy, now) for i in waiting]
+    return assign_blame(updated, stable, policy.blame, fleet_shifts(waiting, policy, now))
+
+
+def fleet_shifts(
+    stable: Sequence[InstanceData], policy: VerificationPolicy, now: float
+) -> list[FleetShift]:
+    """Pooled moves of every gauge and ratio check over the instances not yet updated."""
+    if len(stable) < policy.blame.incident_min_instances:
+        return []
+    t1 = now - policy.recent
+    t0 = t1 - policy.baseline
+    members = [_windows(i, t0, t1, now) for i in stable]
+    out = []
+    for check in policy.checks:
+        if not isinstance(check, GaugeCheck | RatioCheck):
+            continue
+        result, moved = pooled_shift(check, members)
+        if result.data.get("state") == "no_data":
+            continue
+        effect = result.value if result.value is not None else math.nan
+        out.append(FleetShift(
+            metric=_metric_of(check),
+            effect=effect,
+            significant=result.outcome is Outcome.FAILED,
+            moved=tuple(i.instance for i, m in zip(stable, moved, strict=True) if m),
+            judged=len(stable),
+            explanation=result.explanation,
+        ))
+    return out

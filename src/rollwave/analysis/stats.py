@@ -226,7 +226,8 @@ def theil_sen(
     v, t = values[ok], times[ok]
     if v.size < 3 or float(np.ptp(t)) == 0.0:
         return math.nan, math.nan, math.nan
-    res = stats.theilslopes(v, t, alpha=confidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res = stats.theilslopes(v, t, alpha=confidence)
     return float(res.slope), float(res.low_slope), float(res.high_slope)
 
 
@@ -278,3 +279,28 @@ def robust_spread(values: FloatArray) -> float:
     if v.size < 3:
         return 0.0
     return 1.4826 * float(np.median(np.abs(v - np.median(v))))
+
+
+def rate_ratio_interval(
+    events_before: float,
+    exposure_before: float,
+    events_after: float,
+    exposure_after: float,
+    confidence: float = 0.99,
+) -> tuple[float, float]:
+    """One-sided ``confidence`` bounds of the after/before rate ratio: (lower, upper).
+
+    The exact (Clopper-Pearson) bounds of the binomial proportion of
+    :func:`rate_ratio_pvalues`, turned back into a ratio: ``R = p E_b / ((1 - p) E_a)``. With no
+    events after the lower bound is 0; with none before the upper bound is infinite.
+    """
+    alpha = 1.0 - confidence
+    total, k = events_before + events_after, events_after
+    if exposure_before <= 0 or exposure_after <= 0 or total <= 0:
+        return 0.0, math.inf
+    scale = exposure_before / exposure_after
+    p_low = float(special.betaincinv(k, total - k + 1.0, alpha)) if k > 0 else 0.0
+    p_high = float(special.betaincinv(k + 1.0, total - k, 1.0 - alpha)) if k < total else 1.0
+    lower = p_low / (1.0 - p_low) * scale if p_low < 1.0 else math.inf
+    upper = p_high / (1.0 - p_high) * scale if p_high < 1.0 else math.inf
+    return lower, upper
