@@ -561,13 +561,13 @@ class CommandDeployer:
         env["ROLLWAVE_REASON"] = ctx.reason
         env["ROLLWAVE_ATTEMPT"] = str(ctx.attempt)
         self._record(instance, service, None)
-        shown = redact(shlex.join(argv[2:] if template.shell else argv), ctx.redact)
+        shown = redact(argv[2] if template.shell else shlex.join(argv), ctx.redact)
         ctx.log(f"{service}: $ {shown}")
         outcome = run_command(argv, env=env, timeout=self.options.timeout,
                               limit=self.options.output_limit, kill_grace=self.options.kill_grace)
+        # The output goes into the result's log only: the orchestrator stores ctx.log lines
+        # and result.log together, so sending it to both would store it twice.
         text = output_text(outcome.output, outcome.omitted, ctx.redact)
-        for line in text.splitlines():
-            ctx.log(f"{service}: {line}")
         verb = "rolled back" if ctx.reason == "rollback" else "deployed"
         if outcome.ok:
             self._record(instance, service, {"version": version, "config_hash": digest,

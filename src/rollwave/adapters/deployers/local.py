@@ -251,9 +251,7 @@ class LocalDeployer:
             time.sleep(pause)
             pause = min(pause * 1.5, 0.25)
         terminate(proc.pid, self.options.stop_timeout)
-        tail = redact(log_tail(paths.log, self.options.log_lines), ctx.redact)
-        for line in tail.splitlines():
-            ctx.log(f"{service}: | {line}")
+        tail = redact(log_tail(paths.log, self.options.log_lines), ctx.redact)  # -> result.log
         ctx.log(redact(f"{service}: {problem}", ctx.redact))
         last = " | ".join(line.strip() for line in tail.splitlines()[-5:] if line.strip())
         return DeployResult(False, redact(problem, ctx.redact) + (f"; log: {last}" if last else ""),
