@@ -1,0 +1,1 @@
+"""The `rollwave demo` scenario (see runner.py)."""
