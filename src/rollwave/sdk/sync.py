@@ -58,8 +58,12 @@ class Synchronizer:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop the thread and close connections."""
+    def stop(self, timeout: float = 0.5) -> None:
+        """Stop the thread and close connections.
+
+        A thread blocked reading the stream notices at the next event or keepalive; it is a
+        daemon, so waiting for it is bounded by ``timeout``.
+        """
         self._stop.set()
         response = self._response
         if response is not None:
