@@ -162,3 +162,10 @@ def test_ordinary_regexes_are_accepted_and_fast(pattern: str) -> None:
     start = time.perf_counter()
     regex.search("a" * 1000 + "!")
     assert time.perf_counter() - start < 0.05
+
+
+def test_an_empty_file_is_a_disabled_boolean_flag(tmp_path: Path) -> None:
+    (tmp_path / "flags").mkdir()
+    (tmp_path / "flags" / "quiet.yaml").write_text("")
+    flag = load_flags_dir(tmp_path).flags["quiet"]
+    assert (flag.type, flag.enabled) == ("boolean", False)

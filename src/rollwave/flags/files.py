@@ -125,6 +125,8 @@ def parse_flag(data: Any, *, key: str | None = None, doc: YamlDocument | None = 
     """
     problems: list[Problem] = []
     extra: dict[str, Any] = {}
+    if data is None:  # an empty file: a flag with every default (a disabled boolean)
+        data = {}
     if key is not None and isinstance(data, dict):
         if "key" in data and data["key"] != key:
             message = f"key '{data['key']}' does not match the name '{key}'"
