@@ -6,7 +6,8 @@ Build it with :func:`flags_router` and include it in any FastAPI app::
     app.include_router(flags_router(store, auth=require_token))
 
 ``auth`` is a FastAPI dependency that returns the acting user (a string, or an object with
-``name``); it guards writes. ``read_auth`` (default: ``auth``) guards reads, the snapshot,
+``name``); it guards writes. Make it ``async def`` if it does no blocking I/O: FastAPI runs a
+plain ``def`` dependency in a thread pool, which costs more than the evaluation itself. ``read_auth`` (default: ``auth``) guards reads, the snapshot,
 the stream and OFREP.
 
 Routes (JSON bodies use the flag format of ``docs/flags.md``):
@@ -342,7 +343,7 @@ def flags_app(store: FlagStore | None = None, *, auth: Callable[..., Any] | None
     """A standalone FastAPI app serving only the flag API (tests, benchmarks, demos)."""
     from fastapi import FastAPI
 
-    def anonymous() -> str:
+    async def anonymous() -> str:  # async: FastAPI would run a sync one in a thread pool
         return "anonymous"
     app = FastAPI(title="Rollwave flags")
     app.include_router(flags_router(store or InMemoryStoreFactory(), auth or anonymous,
