@@ -7,8 +7,8 @@ Build it with :func:`flags_router` and include it in any FastAPI app::
 
 ``auth`` is a FastAPI dependency that returns the acting user (a string, or an object with
 ``name``); it guards writes. Make it ``async def`` if it does no blocking I/O: FastAPI runs a
-plain ``def`` dependency in a thread pool, which costs more than the evaluation itself. ``read_auth`` (default: ``auth``) guards reads, the snapshot,
-the stream and OFREP.
+plain ``def`` dependency in a thread pool, which costs more than the evaluation itself.
+``read_auth`` (default: ``auth``) guards reads, the snapshot, the stream and OFREP.
 
 Routes (JSON bodies use the flag format of ``docs/flags.md``):
 
