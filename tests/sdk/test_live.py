@@ -136,6 +136,9 @@ def test_fork_restarts_the_sync_thread_in_the_child(server: FlagServer) -> None:
 
 def test_evaluation_never_raises_on_garbage() -> None:
     client = RollwaveClient(None)
+    assert client.details("missing", {}, 1).error_code == "PROVIDER_NOT_READY"
+    client = RollwaveClient(None, bootstrap={"format": "rollwave.flags.snapshot/v1",
+                                             "flags": {}, "segments": {}})
     assert client.boolean("missing", None, True) is True
     assert client.string("missing", {"a": object()}, "d") == "d"
     assert client.details("missing", {}, 3).error_code == "FLAG_NOT_FOUND"

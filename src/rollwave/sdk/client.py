@@ -177,8 +177,14 @@ class RollwaveClient:
 
     def details(self, key: str, context: Context | None = None, default: Any = None,
                 flag_type: str | None = None) -> EvaluationDetails:
-        """Full evaluation details: value, variant, reason, rule id, error code."""
+        """Full evaluation details: value, variant, reason, rule id, error code.
+
+        Before any snapshot has loaded, unknown flags report ``PROVIDER_NOT_READY``.
+        """
         try:
+            if not self._ready.is_set() and key not in self._flags:
+                return error_details(key, default, "PROVIDER_NOT_READY",
+                                     "no flags loaded yet (server unreachable, no bootstrap)")
             return self._snapshot.evaluate(key, context, default, flag_type)
         except Exception as exc:  # pragma: no cover - Snapshot.evaluate already guards
             return error_details(key, default, "GENERAL", str(exc))
