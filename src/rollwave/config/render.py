@@ -264,10 +264,15 @@ class Renderer:
     def render(self, inst: FleetInstance, service: str, version: str | None,
                ) -> RenderedConfig | list[ConfigIssue]:
         """One config, or the issues that kept it from rendering."""
+        return self.render_stack(inst, service, version)[0]
+
+    def render_stack(self, inst: FleetInstance, service: str, version: str | None,
+                     ) -> tuple[RenderedConfig | list[ConfigIssue], _Stack]:
+        """:meth:`render` plus the merged stack it rendered from (for :meth:`validate`)."""
         state = self.state(service)
         stack = state.prefix_for(inst)
         if stack.conflicts:
-            return [_for(issue, inst.key) for issue in stack.conflicts]
+            return [_for(issue, inst.key) for issue in stack.conflicts], stack
         customer_layer = self.sources.customer_layers.get((inst.customer, service))
         if customer_layer is not None:
             stack = state.with_customer(stack, customer_layer)
@@ -283,19 +288,23 @@ class Renderer:
             session = Session(self.engine, stack.tree, facts)
             values = finalize(stack.tree, stack.trie or {}, session)
             if session.failures:
-                return _template_issues(session, inst.key, service)
+                return _template_issues(session, inst.key, service), stack
             digest = config_hash(values)
         schema = self.schema_for(service, version)
         return RenderedConfig(instance=inst.key, service=service, values=values, hash=digest,
                               version=version, schema=schema.file if schema else None,
-                              layers=stack.refs(), tracer=stack.provenance)
+                              layers=stack.refs(), tracer=stack.provenance), stack
 
     def schema_for(self, service: str, version: str | None) -> SchemaSource | None:
         src = self.sources.services[service]
         return choose_schema(src.schema, src.schemas, version)
 
-    def validate(self, config: RenderedConfig) -> list[ConfigIssue]:
-        """Schema errors of one rendered config, each located at the layer that set it."""
+    def validate(self, config: RenderedConfig, stack: _Stack | None = None,
+                 ) -> list[ConfigIssue]:
+        """Schema errors of one rendered config, each located at the layer that set it.
+
+        ``stack`` (what :meth:`render` rendered it from) lets configs of one stack share work.
+        """
         source = self.schema_for(config.service, config.version)
         if source is None:
             return []
@@ -303,7 +312,9 @@ class Renderer:
         if entry is None:
             entry = (source, ValidationRun(self.sources.compiled(source)))
             self._runs[id(source)] = entry
-        errors = entry[1].validate(config.values, config.hash)
+        errors = (entry[1].validate(config.values, config.hash, stack.tree, stack.trie)
+                  if stack is not None and stack.dynamic else
+                  entry[1].validate(config.values, config.hash))
         issues = []
         for error in errors:
             settings = config.settings_at(error.path)
@@ -395,13 +406,13 @@ def render_report(workspace: Workspace, *, services: Iterable[str] | None = None
         for inst in chosen:
             if service not in inst.services:
                 continue
-            result = renderer.render(inst, service, version)
+            result, stack = renderer.render_stack(inst, service, version)
             if isinstance(result, list):
                 report.issues.extend(result)
                 continue
             report.configs[(inst.key, service)] = result
             if validate:
-                report.issues.extend(renderer.validate(result))
+                report.issues.extend(renderer.validate(result, stack))
     return report
 
 

@@ -8,11 +8,14 @@ Each service may declare a schema (see docs/configuration.md for where it lives)
   ``config_schema`` in rollwave.yaml);
 - a service with neither is not validated.
 
-The validator is compiled once per schema. A :class:`ValidationRun` validates many configs: by
-content hash (identical configs once) and, when the schema's root is a plain ``properties``
-object, section by section with the result of every shared section remembered (unchanged
-sections are the same object in every config that holds them, see rollwave.config.model).
-Errors at a secret reference's own path are ignored: its value is unknown until deploy time.
+The validator is compiled once per schema. A :class:`ValidationRun` validates many configs:
+identical configs (by content hash) once; otherwise it walks the schema's plain object parts
+(``type: object`` with ``properties``/``required``/``additionalProperties``) key by key,
+remembering the answer for every shared sub-mapping (unchanged parts are the same object in
+every config that holds them, see rollwave.config.model) and for every scalar under each
+subschema, and hands any other subschema to jsonschema. Only a config found invalid goes
+through jsonschema whole, for complete error messages. Errors at a secret reference's own path
+are ignored: its value is unknown until deploy time.
 """
 
 from __future__ import annotations
@@ -34,11 +37,6 @@ from referencing.exceptions import Unresolvable
 
 from rollwave.config.model import SECRET_MARKER
 from rollwave.yamlio import JsonPath
-
-_ROOT_KEYWORDS = frozenset({
-    "$schema", "$id", "$comment", "$defs", "definitions", "title", "description", "default",
-    "examples", "type", "properties", "required", "additionalProperties",
-})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,26 +91,158 @@ def check_schema(schema: Any) -> str | None:
     return None
 
 
+_ANNOTATIONS = frozenset({
+    "$schema", "$comment", "$defs", "definitions", "title", "description", "default",
+    "examples", "deprecated", "readOnly", "writeOnly",
+})
+_OBJECT_KEYWORDS = _ANNOTATIONS | {"type", "properties", "required", "additionalProperties"}
+
+
+class _Object:
+    """A subschema that is only ``type: object`` + properties/required/additionalProperties:
+    validated key by key here, so shared sub-mappings are checked once."""
+
+    __slots__ = ("additional", "props", "required")
+
+    def __init__(self, props: dict[str, Any], required: tuple[str, ...], additional: Any) -> None:
+        self.props = props
+        self.required = required
+        self.additional = additional
+
+
+class _Scalar:
+    """A subschema of simple scalar keywords (type, enum, bounds, lengths, pattern), checked
+    here when the answer is certain; anything else is left to jsonschema."""
+
+    __slots__ = ("enum", "max_len", "maximum", "min_len", "minimum", "pattern", "types",
+                 "validator", "xmax", "xmin")
+
+    def __init__(self, schema: dict[str, Any], validator: Any) -> None:
+        kinds = schema.get("type")
+        self.types = None if kinds is None else frozenset(
+            [kinds] if isinstance(kinds, str) else kinds)
+        self.enum = schema.get("enum")
+        self.minimum = schema.get("minimum")
+        self.maximum = schema.get("maximum")
+        self.xmin = schema.get("exclusiveMinimum")
+        self.xmax = schema.get("exclusiveMaximum")
+        self.min_len = schema.get("minLength")
+        self.max_len = schema.get("maxLength")
+        pattern = schema.get("pattern")
+        self.pattern = re.compile(pattern) if isinstance(pattern, str) else None
+        self.validator = validator
+
+    def certain(self, value: Any) -> bool | None:
+        """True/False when sure, None when jsonschema must decide."""
+        kind = type(value)
+        name = _TYPE_NAMES.get(kind)
+        if name is None:
+            return None  # mappings and lists: jsonschema compares them its own way
+        if self.types is not None and name not in self.types and not (
+                name == "integer" and "number" in self.types):
+            return None  # e.g. 1.0 may count as an integer: let jsonschema say
+        if self.enum is not None and not any(type(v) is kind and v == value for v in self.enum):
+            return None
+        if kind is int or kind is float:
+            return not ((self.minimum is not None and value < self.minimum) or (
+                self.maximum is not None and value > self.maximum) or (
+                self.xmin is not None and value <= self.xmin) or (
+                self.xmax is not None and value >= self.xmax))
+        if kind is str:
+            return not ((self.min_len is not None and len(value) < self.min_len) or (
+                self.max_len is not None and len(value) > self.max_len) or (
+                self.pattern is not None and not self.pattern.search(value)))
+        return True
+
+
+_TYPE_NAMES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean",
+                                type(None): "null"}
+_SCALAR_KEYWORDS = _ANNOTATIONS | {"type", "enum", "minimum", "maximum", "exclusiveMinimum",
+                                   "exclusiveMaximum", "minLength", "maxLength", "pattern"}
+
+
+class _Opaque:
+    """Any other subschema: validated by jsonschema (with the root's $ref resolver)."""
+
+    __slots__ = ("validator",)
+
+    def __init__(self, validator: Any) -> None:
+        self.validator = validator
+
+
+Node = _Object | _Scalar | _Opaque
+
+
+def _plain_object(schema: Any, root: bool) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    allowed = _OBJECT_KEYWORDS | ({"$id"} if root else set())
+    required = schema.get("required", [])
+    return (set(schema) <= allowed
+            and schema.get("type", "object" if root else None) == "object"
+            and isinstance(schema.get("properties", {}), dict)
+            and isinstance(required, list) and all(isinstance(k, str) for k in required)
+            and isinstance(schema.get("additionalProperties", True), bool | dict))
+
+
+def _scalar(schema: dict[str, Any]) -> bool:
+    kinds = schema.get("type")
+    names = [kinds] if isinstance(kinds, str) else kinds
+    return (set(schema) <= _SCALAR_KEYWORDS
+            and (names is None or (isinstance(names, list) and all(
+                n in ("string", "integer", "number", "boolean", "null") for n in names)))
+            and (schema.get("enum") is None or isinstance(schema.get("enum"), list))
+            and all(isinstance(schema.get(k, 0), int | float) and not isinstance(
+                schema.get(k), bool) for k in ("minimum", "maximum", "exclusiveMinimum",
+                                               "exclusiveMaximum", "minLength", "maxLength")))
+
+
+def _local_ref(schema: Any, root_schema: Any) -> Any:
+    """The target of ``{"$ref": "#/..."}`` (nothing else but annotations), or None."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("$ref"), str) or not (
+            set(schema) - _ANNOTATIONS <= {"$ref"}):
+        return None
+    ref = schema["$ref"]
+    if not ref.startswith("#/"):
+        return None
+    node = root_schema
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _build(schema: Any, validator: Any, root_schema: Any, seen: frozenset[str] = frozenset(),
+           root: bool = False) -> Node:
+    target = _local_ref(schema, root_schema)
+    if target is not None and schema["$ref"] not in seen:
+        return _build(target, validator, root_schema, seen | {schema["$ref"]})
+    if isinstance(schema, dict) and _scalar(schema):
+        return _Scalar(schema, validator.evolve(schema=schema))
+    if not _plain_object(schema, root):
+        return _Opaque(validator.evolve(schema=schema))
+    props = {key: _build(sub, validator, root_schema, seen)
+             for key, sub in schema.get("properties", {}).items()}
+    extra = schema.get("additionalProperties", True)
+    return _Object(props, tuple(schema.get("required", [])),
+                   extra if isinstance(extra, bool) else _build(extra, validator, root_schema,
+                                                                seen))
+
+
 class CompiledSchema:
-    """A schema compiled once; split into per-key validators when its root allows it."""
+    """A schema compiled once: the jsonschema validator plus a tree for quick checks."""
 
     def __init__(self, source: SchemaSource) -> None:
         self.source = source
         schema = source.schema
         cls = validators.validator_for(schema, default=Draft202012Validator)
         self.validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
-        self.sections: dict[str, Any] | None = None
-        self.required: tuple[str, ...] = ()
-        self.additional: Any = True
-        if isinstance(schema, dict) and set(schema) <= _ROOT_KEYWORDS and schema.get(
-                "type", "object") == "object" and isinstance(schema.get("properties", {}), dict):
-            self.sections = {key: self.validator.evolve(schema=sub)
-                             for key, sub in schema.get("properties", {}).items()}
-            required = schema.get("required", [])
-            self.required = tuple(required) if isinstance(required, list) else ()
-            extra = schema.get("additionalProperties", True)
-            self.additional = extra if isinstance(extra, bool) else self.validator.evolve(
-                schema=extra)
+        self.tree = _build(schema, self.validator, schema, root=True)
 
     def errors(self, values: Any) -> list[SchemaErrorInfo]:
         """Every error in ``values`` (secret paths excepted), sorted by path."""
@@ -153,64 +283,131 @@ def at_secret(values: Any, path: JsonPath) -> bool:
     return type(node) is dict and SECRET_MARKER in node and len(node) == 1
 
 
+class _Plan:
+    """How to validate the configs of one merged stack: the stack's fixed part once, then per
+    instance only the rendered leaves, each against its subschema (None: unconstrained)."""
+
+    __slots__ = ("base_ok", "leaves", "tree")
+
+    def __init__(self, tree: Any, base_ok: bool, leaves: list[tuple[JsonPath, Node | None]],
+                 ) -> None:
+        self.tree = tree
+        self.base_ok = base_ok
+        self.leaves = leaves
+
+
 class ValidationRun:
     """Validates many configs against one schema, reusing work (see the module docstring)."""
 
     def __init__(self, compiled: CompiledSchema) -> None:
         self.compiled = compiled
         self._by_hash: dict[str, list[SchemaErrorInfo]] = {}
-        self._sections: dict[tuple[str, int], tuple[Any, bool]] = {}
-        self._scalars: dict[tuple[str, type, Any], bool] = {}
+        self._shared: dict[tuple[int, int], tuple[Any, bool]] = {}
+        self._scalars: dict[tuple[int, type, Any], bool] = {}
+        self._plans: dict[int, _Plan | None] = {}
 
-    def validate(self, values: dict[str, Any], content_hash: str) -> list[SchemaErrorInfo]:
-        """Errors in ``values`` (whose hash is ``content_hash``); [] when valid."""
+    def validate(self, values: dict[str, Any], content_hash: str, tree: Any = None,
+                 markers: Any = None) -> list[SchemaErrorInfo]:
+        """Errors in ``values`` (whose hash is ``content_hash``); [] when valid.
+
+        ``tree`` and ``markers`` (the merged stack ``values`` was rendered from, and the trie
+        of its rendered leaves) let configs of one stack share the check of its fixed part.
+        """
         found = self._by_hash.get(content_hash)
         if found is None:
-            found = [] if self._quick_valid(values) else self.compiled.errors(values)
+            plan = self._plan(tree, markers) if tree is not None and markers else None
+            if plan is not None:
+                ok = plan.base_ok and all(
+                    node is None or self._valid(node, _get(values, path))
+                    for path, node in plan.leaves)
+            else:
+                ok = self._valid(self.compiled.tree, values)
+            found = [] if ok else self.compiled.errors(values)
             self._by_hash[content_hash] = found
         return found
 
-    def _quick_valid(self, values: dict[str, Any]) -> bool:
-        compiled = self.compiled
-        sections = compiled.sections
-        if sections is None or type(values) is not dict:
-            return False
-        for key in compiled.required:
-            if key not in values:
+    def _plan(self, tree: Any, markers: Any) -> _Plan | None:
+        key = id(tree)
+        if key in self._plans:
+            plan = self._plans[key]
+            if plan is None or plan.tree is tree:
+                return plan
+        leaves: list[tuple[JsonPath, Node | None]] = []
+        plan = None
+        if _walk(self.compiled.tree, markers, (), leaves):
+            plan = _Plan(tree, self._valid(self.compiled.tree, tree), leaves)
+        self._plans[key] = plan
+        return plan
+
+    def _valid(self, node: Node, value: Any) -> bool:
+        kind = type(value)
+        if type(node) is _Scalar:
+            sure = node.certain(value)
+            if sure is not None:
+                return sure
+        if kind in (str, int, float, bool) or value is None:
+            key = (id(node), kind, value)
+            hit = self._scalars.get(key)
+            if hit is None:
+                hit = self._check(node, value)
+                self._scalars[key] = hit
+            return hit
+        if kind is dict and len(value) == 1 and SECRET_MARKER in value:
+            return True  # a secret's value is unknown until deploy time
+        if kind is not dict and kind is not list:
+            return True  # a template or secret marker in a stack tree: checked per instance
+        memo = (id(node), id(value))
+        found = self._shared.get(memo)
+        if found is not None and found[0] is value:
+            return found[1]
+        result = self._check(node, value)
+        self._shared[memo] = (value, result)  # keeps value alive, so its id stays unique
+        return result
+
+    def _check(self, node: Node, value: Any) -> bool:
+        if not isinstance(node, _Object):
+            try:
+                return not any(not at_secret(value, tuple(err.absolute_path))
+                               for err in node.validator.iter_errors(value))
+            except (Unresolvable, ValidationError):
                 return False
-        for key, value in values.items():
-            validator = sections.get(key)
-            if validator is None:
-                if compiled.additional is True:
+        if type(value) is not dict or any(key not in value for key in node.required):
+            return False
+        props = node.props
+        for key, item in value.items():
+            sub = props.get(key)
+            if sub is None:
+                sub = node.additional
+                if sub is True:
                     continue
-                if compiled.additional is False:
+                if sub is False:
                     return False
-                validator = compiled.additional
-            if not self._section_valid(key, value, validator):
+            if not self._valid(sub, item):
                 return False
         return True
 
-    def _section_valid(self, key: str, value: Any, validator: Any) -> bool:
-        kind = type(value)
-        if kind in (str, int, float, bool) or value is None:
-            scalar_key = (key, kind, value)
-            hit = self._scalars.get(scalar_key)
-            if hit is None:
-                hit = self._check(validator, value)
-                self._scalars[scalar_key] = hit
-            return hit
-        memo_key = (key, id(value))
-        found = self._sections.get(memo_key)
-        if found is not None and found[0] is value:
-            return found[1]
-        result = self._check(validator, value)
-        self._sections[memo_key] = (value, result)  # keeps value alive, so its id stays unique
-        return result
 
-    @staticmethod
-    def _check(validator: Any, value: Any) -> bool:
-        try:
-            return not any(not at_secret(value, tuple(err.absolute_path))
-                           for err in validator.iter_errors(value))
-        except (Unresolvable, ValidationError):
+def _walk(node: Node | None, markers: dict[Any, Any], path: JsonPath,
+          leaves: list[tuple[JsonPath, Node | None]]) -> bool:
+    """Collect the subschema of every marker path; False when a path leaves plain objects."""
+    for key, sub in markers.items():
+        child: Node | None = None
+        if node is not None:
+            if not isinstance(node, _Object) or not isinstance(key, str):
+                return False
+            child = node.props.get(key)
+            if child is None and not isinstance(node.additional, bool):
+                child = node.additional
+        here = (*path, key)
+        if sub is True:
+            leaves.append((here, child))
+        elif not _walk(child, sub, here, leaves):
             return False
+    return True
+
+
+def _get(values: Any, path: JsonPath) -> Any:
+    node = values
+    for part in path:
+        node = node[part]
+    return node

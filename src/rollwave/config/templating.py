@@ -152,13 +152,18 @@ class ConfigSandbox(ImmutableSandboxedEnvironment):
         return text
 
 
+Part = tuple[int, str, Any]
+"""A fast-path piece: (0, text, _), (1, name, _), (2, name, key) for ``labels.key``, or
+(3, name, fallback) for ``name | default(fallback)``."""
+
+
 class _Compiled:
     """A template compiled once: a fast path for plain substitutions, else Jinja code."""
 
     __slots__ = ("expression", "names", "native", "parts", "template")
 
     def __init__(self, native: bool, names: frozenset[str],
-                 parts: list[tuple[int, str, str]] | None, template: Any,
+                 parts: list[Part] | None, template: Any,
                  expression: Any) -> None:
         self.native = native
         self.names = names
@@ -177,12 +182,12 @@ def _statement_check(ast: nodes.Template) -> str | None:
     return None
 
 
-def _fast_parts(ast: nodes.Template) -> list[tuple[int, str, str]] | None:
+def _fast_parts(ast: nodes.Template) -> list[Part] | None:
     if not ast.body:
         return []
     if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
         return None
-    parts: list[tuple[int, str, str]] = []
+    parts: list[Part] = []
     for node in ast.body[0].nodes:
         if isinstance(node, nodes.TemplateData):
             parts.append((0, node.data, ""))
@@ -191,6 +196,12 @@ def _fast_parts(ast: nodes.Template) -> list[tuple[int, str, str]] | None:
         elif (isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name)
               and node.node.name in _DICT_FACTS and not hasattr(dict, node.attr)):
             parts.append((2, node.node.name, node.attr))
+        elif (isinstance(node, nodes.Filter) and node.name in ("default", "d")
+              and isinstance(node.node, nodes.Name) and node.node.name != "config"
+              and len(node.args) == 1 and isinstance(node.args[0], nodes.Const)
+              and not node.kwargs and node.dyn_args is None and node.dyn_kwargs is None
+              and type(node.args[0].value) in (str, int, float, bool)):
+            parts.append((3, node.node.name, node.args[0].value))
         else:
             return None
     return parts
@@ -295,6 +306,8 @@ def _render_parts(compiled: _Compiled, context: Mapping[str, Any]) -> Any:
         value = context.get(name, _FALLBACK)
         if kind == 2:
             value = value.get(attr, _FALLBACK) if type(value) is dict else _FALLBACK
+        elif kind == 3 and value is _FALLBACK:
+            value = attr  # ``name | default(attr)`` with ``name`` undefined
         if value is _FALLBACK:
             return _FALLBACK  # let Jinja produce the exact error message
         values.append(value)
@@ -465,6 +478,11 @@ class Session:
         """The rendered value of a marker leaf; failures are collected, the value is None."""
         try:
             if type(node) is Template:
+                compiled = self.engine.compile(node)
+                if compiled.parts is not None and "config" not in compiled.names:
+                    value = _render_parts(compiled, self.facts)  # the common, simple case
+                    if value is not _FALLBACK:
+                        return value
                 return self._render(node, path)
             return self._secret(node, path)
         except TemplateRenderError as exc:
