@@ -8,8 +8,14 @@ sequence item, so validation errors can name ``file:line``. It refuses, with a l
 - bytes that are not UTF-8 (the offending line is reported),
 - syntax errors,
 - duplicate keys in one mapping (both lines are named),
-- alias "billion laughs" bombs (the expanded size is bounded),
-- nesting deeper than ``max_depth`` and files larger than ``max_bytes``.
+- alias "billion laughs" bombs and recursive aliases (the expanded size is computed from the
+  node graph before anything is expanded, so a bomb is refused in milliseconds),
+- nesting deeper than ``max_depth`` and files larger than ``max_bytes``,
+- tags other than YAML's standard ones (``!!python/object``, ``!custom``), values a standard tag
+  cannot read (``!!int abc``), and files that are not regular files (a FIFO, a device).
+
+Plain scalars like ``22:00`` stay text (YAML 1.2), not YAML 1.1's base-60 integers, so times of
+day need no quotes.
 
 Composition uses libyaml (PyYAML's C parser) when present; the tree is then turned into data
 by a small walker of our own, which is what lets us record positions and bound expansion.
@@ -24,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import math
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +51,14 @@ DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_NODES = 2_000_000
 DEFAULT_MAX_DEPTH = 128
 
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_STR_TAG = "tag:yaml.org,2002:str"
+_YAML_TAG = "tag:yaml.org,2002:"
+_MERGE_TAG = _YAML_TAG + "merge"
+_STR_TAG = _YAML_TAG + "str"
+_NUMBER_TAGS = {_YAML_TAG + "int", _YAML_TAG + "float"}
+_SCALAR_TAGS = {_YAML_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp",
+                                        "binary")}
+_COLLECTION_TAGS = {_YAML_TAG + t for t in ("map", "seq", "omap", "pairs", "set")}
+_KNOWN_TAGS = _SCALAR_TAGS | _COLLECTION_TAGS
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +112,7 @@ def format_path(path: Sequence[str | int]) -> str:
     return out or "(document)"
 
 
-class _TooBig(Exception):
+class _TooBigError(Exception):
     def __init__(self, message: str, node: yaml.Node) -> None:
         super().__init__(message)
         self.node = node
@@ -118,15 +131,20 @@ class _Walker:
         self._scalars = yaml.SafeLoader("")  # only its scalar constructors are used
 
     def walk(self, node: yaml.Node, path: JsonPath, depth: int) -> Any:
+        if node.tag not in _KNOWN_TAGS:
+            self.problems.append(_problem(
+                self.file, node, path, f"unsupported YAML tag '{node.tag}'",
+                hint="workspace files hold plain data: remove the tag"))
+            return None
         self.count += 1
         if self.count > self.max_nodes:
-            raise _TooBig(
+            raise _TooBigError(
                 f"document expands to more than {self.max_nodes:,} values "
                 "(an alias bomb or a file far larger than any workspace needs)",
                 node,
             )
         if depth > self.max_depth:
-            raise _TooBig(f"nesting deeper than {self.max_depth} levels", node)
+            raise _TooBigError(f"nesting deeper than {self.max_depth} levels", node)
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -136,32 +154,41 @@ class _Walker:
                 self.positions.setdefault(item_path, _pos(item))
                 out.append(self.walk(item, item_path, depth + 1))
             return out
-        return self._scalar(node)
+        return self._scalar(node, path)
 
-    def _scalar(self, node: yaml.Node) -> Any:
-        value = self._scalars.construct_object(node, deep=True)
+    def _scalar(self, node: yaml.Node, path: JsonPath = ()) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        if node.tag in _NUMBER_TAGS and ":" in node.value and not node.style:
+            return str(node.value)  # 22:00 is a time of day, not YAML 1.1's base-60 1320
+        try:
+            value = self._scalars.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            reason = getattr(exc, "problem", None) or str(exc)
+            self.problems.append(_problem(self.file, node, path,
+                                          f"cannot read value {node.value[:40]!r}: {reason}"))
+            value = None
         if isinstance(value, float) and not math.isfinite(value):
-            return str(node.value)
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-        if hasattr(value, "isoformat"):  # dates and timestamps stay strings in our data model
-            return str(node.value)
+            value = str(node.value)
+        elif isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif hasattr(value, "isoformat"):  # dates and timestamps stay strings in our data model
+            value = str(node.value)
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
-        merged: list[dict[str, Any]] = []
+        merges: list[yaml.Node] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
-                merged.extend(self._merge_sources(value_node, path, depth))
+                merges.append(value_node)
                 continue
-            key_value = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if key_value is None and not isinstance(key_node, yaml.ScalarNode):
+            if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(_problem(self.file, key_node, path,
                                               "mapping keys must be plain scalars"))
                 continue
-            key = _key_text(key_value)
+            key = _key_text(self._scalar(key_node, path))
             line, col = _pos(key_node)
             if key in first_seen:
                 self.problems.append(_problem(
@@ -174,9 +201,19 @@ class _Walker:
             child = (*path, key)
             self.positions[child] = (line, col)
             out[key] = self.walk(value_node, child, depth + 1)
-        for source in merged:  # explicit keys win over merged ones, as in YAML 1.1
-            for key, value in source.items():
-                out.setdefault(key, value)
+        if merges:
+            # explicit keys win over merged ones (YAML 1.1), wherever the '<<' is written;
+            # merged keys keep the position where the anchored mapping wrote them
+            explicit_positions, self.positions = self.positions, {}
+            for value_node in merges:
+                for source in self._merge_sources(value_node, path, depth):
+                    for key, value in source.items():
+                        out.setdefault(key, value)
+            merged_positions, self.positions = self.positions, explicit_positions
+            depth_here = len(path)
+            for key_path, pos in merged_positions.items():
+                if len(key_path) > depth_here and key_path[depth_here] not in first_seen:
+                    self.positions.setdefault(key_path, pos)
         return out
 
     def _merge_sources(self, node: yaml.Node, path: JsonPath, depth: int) -> list[dict[str, Any]]:
@@ -190,6 +227,48 @@ class _Walker:
                 self.problems.append(_problem(self.file, item, path,
                                               "'<<' merge needs a mapping or a list of mappings"))
         return sources
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def check_expansion(root: yaml.Node, max_nodes: int) -> None:
+    """Raise :class:`_TooBigError` if expanding aliases would give more than ``max_nodes`` values.
+
+    Aliases share nodes, so each distinct node's expanded size is computed once (iteratively,
+    memoized by identity): a "billion laughs" document is measured without being expanded.
+    A recursive alias (an anchor used inside itself) can never be expanded and is refused too.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in _children(node))
+            if total > max_nodes:
+                raise _TooBigError(
+                    f"document expands to more than {max_nodes:,} values "
+                    "(an alias bomb or a file far larger than any workspace needs)", node)
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in open_nodes:
+                raise _TooBigError("an alias refers to the mapping or list it is part of "
+                              "(a recursive anchor can never be expanded)", child)
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 def _key_text(value: Any) -> str:
@@ -213,6 +292,11 @@ def _problem(file: str, node: yaml.Node, path: JsonPath, message: str,
 
 
 def _decode(raw: bytes, file: str) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValidationFailed([Problem(
+            message="file is UTF-16, not UTF-8", file=file, line=1, code="yaml.encoding",
+            hint="save the file as UTF-8 (e.g. `iconv -f utf-16 -t utf-8`)",
+        )], what=file)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -223,6 +307,11 @@ def _decode(raw: bytes, file: str) -> str:
             hint="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
         )], what=file) from None
     return text.removeprefix("\ufeff")
+
+
+def _codepoint(character: object) -> str:
+    code = character if isinstance(character, int) else ord(str(character)[:1] or "\0")
+    return f"U+{code:04X}"
 
 
 def parse_yaml(
@@ -238,15 +327,28 @@ def parse_yaml(
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        reason = exc.problem or exc.context or "invalid YAML"
+        hint = "check indentation and quoting around this line"
+        if "another document" in reason:
+            hint = "a workspace file holds one document: remove the '---' line or split the file"
+        elif "nesting depth" in reason:
+            hint = f"keep nesting under {max_depth} levels"
         raise ValidationFailed([Problem(
-            message=f"YAML syntax error: {exc.problem or exc.context}",
+            message=f"YAML syntax error: {reason}",
             file=file,
             line=mark.line + 1 if mark else None,
             column=mark.column + 1 if mark else None,
             code="yaml.syntax",
-            hint="check indentation and quoting around this line",
+            hint=hint,
         )], what=file) from None
-    except yaml.YAMLError as exc:  # e.g. several documents in one file
+    except yaml.reader.ReaderError as exc:  # control characters, e.g. NUL
+        line = text[: max(exc.position, 0)].count("\n") + 1
+        raise ValidationFailed([Problem(
+            message=f"character {_codepoint(exc.character)} is not allowed in YAML", file=file,
+            line=line, code="yaml.syntax",
+            hint="remove control characters (NUL, escape codes) from the file")],
+            what=file) from None
+    except yaml.YAMLError as exc:
         raise ValidationFailed([Problem(message=f"YAML error: {exc}", file=file,
                                         code="yaml.syntax")], what=file) from None
     except RecursionError:
@@ -258,8 +360,9 @@ def parse_yaml(
         return YamlDocument(file=file, data=None)
     walker = _Walker(file, max_nodes=max_nodes, max_depth=max_depth)
     try:
+        check_expansion(root, max_nodes)
         data = walker.walk(root, (), 0)
-    except _TooBig as exc:
+    except _TooBigError as exc:
         line, col = _pos(exc.node)
         raise ValidationFailed([Problem(message=str(exc), file=file, line=line, column=col,
                                         code="yaml.too_big",
@@ -284,7 +387,13 @@ def load_yaml(
     """Read and parse a YAML file; ``display`` is the name used in problems (default: path)."""
     name = display or str(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ValidationFailed([Problem(
+                message="not a regular file (a directory, pipe or device)", file=name,
+                code="yaml.io", hint="workspace files must be plain files; move this away",
+            )], what=name)
+        size = info.st_size
         if size > max_bytes:
             raise ValidationFailed([Problem(
                 message=f"file is {size:,} bytes, over the {max_bytes:,} byte limit",
