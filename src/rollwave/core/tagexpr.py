@@ -1,15 +1,22 @@
 """Tag expressions select instances by their facts.
 
-Grammar (case-sensitive names, ``and``/``or``/``not``/``in`` are keywords)::
+Grammar (case-sensitive names, ``and``/``or``/``not``/``in`` are keywords; ``not`` binds
+tighter than ``and``, which binds tighter than ``or``)::
 
     expr   := term ('or' term)*
     term   := factor ('and' factor)*
-    factor := 'not' factor | '(' expr ')' | NAME OP VALUE | NAME ['not'] 'in' '(' VALUES ')' | NAME
+    factor := 'not' factor | '(' expr ')' | NAME OP VALUE
+            | NAME ['not'] 'in' '(' VALUE (',' VALUE)* ')' | NAME
     OP     := '==' | '!='
 
 A bare ``NAME`` is true when the instance carries that tag (``early-adopter``) or has that
 attribute set to a true-ish value. Attributes are ``customer``, ``instance``, ``environment``,
-``tier``, ``region`` and any ``key: value`` label; tags are free words.
+``tier``, ``region`` and any ``key: value`` label; tags are free words. ``tag == x``,
+``tag != x`` and ``tag in (x, y)`` test tags explicitly. A comparison with an attribute the
+instance does not have is false for ``==``/``in`` and true for ``!=``/``not in``. Names and
+values are words of letters, digits and ``_ . - : / @ *``, or quoted (``'with space'``).
+
+Errors (:class:`TagExprError`) name the 1-based position of the problem.
 
 Examples::
 
@@ -29,15 +36,27 @@ _TOKEN = re.compile(
         (?P<lp>\() | (?P<rp>\)) | (?P<comma>,) |
         (?P<op>==|!=) |
         '(?P<sq>[^']*)' | "(?P<dq>[^"]*)" |
-        (?P<word>[A-Za-z0-9_.\-:/@*]+)
+        (?P<word>[\w.\-:/@*]+)
     )""",
     re.VERBOSE,
 )
 _KEYWORDS = {"and", "or", "not", "in"}
+MAX_DEPTH = 64
+"""Deepest nesting of parentheses and ``not`` accepted (no real selector comes close)."""
+
+_DESCRIBE = {"value": "a name or value", "rp": "')'", "lp": "'('", "op": "'==' or '!='",
+             "comma": "','"}
 
 
 class TagExprError(ValueError):
-    """A tag expression that does not parse; the message says where and why."""
+    """A tag expression that does not parse; the message says where and why.
+
+    ``position`` is the 1-based character position of the problem (``None`` when unknown).
+    """
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,25 +100,38 @@ class _Bool:
 Expr = _Tag | _Compare | _In | _Not | _Bool
 
 
-def _tokenize(text: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str
+    text: str
+    position: int  # 1-based
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
     pos = 0
     text = text.rstrip()
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise TagExprError(f"unexpected character {text[pos]!r} at position {pos + 1}")
-        pos = match.end()
+            skipped = len(text[pos:]) - len(text[pos:].lstrip())
+            where = pos + skipped
+            char = text[where]
+            hint = " (an unclosed quote?)" if char in "'\"" else ""
+            raise TagExprError(f"unexpected character {char!r} at position {where + 1}{hint} "
+                               f"in {text!r}", where + 1)
         kind = match.lastgroup or ""
         value = match.group(kind)
+        start = match.start(kind) + 1
         if kind in ("sq", "dq"):
-            tokens.append(("value", value))
+            tokens.append(_Token("value", value, start - 1))
         elif kind == "word" and value in _KEYWORDS:
-            tokens.append((value, value))
+            tokens.append(_Token(value, value, start))
         elif kind == "word":
-            tokens.append(("value", value))
+            tokens.append(_Token("value", value, start))
         else:
-            tokens.append((kind, value))
+            tokens.append(_Token(kind, value, start))
+        pos = match.end()
     return tokens
 
 
@@ -108,24 +140,34 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.pos = 0
+        self.depth = 0
 
-    def peek(self) -> str | None:
-        return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
+    def peek(self, ahead: int = 0) -> str | None:
+        index = self.pos + ahead
+        return self.tokens[index].kind if index < len(self.tokens) else None
+
+    def fail(self, expected: str) -> TagExprError:
+        if self.pos < len(self.tokens):
+            token = self.tokens[self.pos]
+            return TagExprError(f"expected {expected} but found {token.text!r} at position "
+                                f"{token.position} in {self.text!r}", token.position)
+        end = len(self.text.rstrip()) + 1
+        return TagExprError(f"expected {expected} but the expression ends at position {end} "
+                            f"in {self.text!r}", end)
 
     def take(self, kind: str) -> str:
         if self.peek() != kind:
-            found = self.tokens[self.pos][1] if self.pos < len(self.tokens) else "end of text"
-            raise TagExprError(f"expected {kind} but found {found!r} in {self.text!r}")
-        value = self.tokens[self.pos][1]
+            raise self.fail(_DESCRIBE.get(kind, repr(kind)))
+        value = self.tokens[self.pos].text
         self.pos += 1
         return value
 
     def parse(self) -> Expr:
         if not self.tokens:
-            raise TagExprError("empty tag expression")
+            raise TagExprError("empty tag expression", 1)
         expr = self.expr()
         if self.pos != len(self.tokens):
-            raise TagExprError(f"unexpected {self.tokens[self.pos][1]!r} in {self.text!r}")
+            raise self.fail("'and', 'or' or the end")
         return expr
 
     def expr(self) -> Expr:
@@ -142,25 +184,38 @@ class _Parser:
             parts.append(self.factor())
         return parts[0] if len(parts) == 1 else _Bool("and", tuple(parts))
 
+    def _deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            token = self.tokens[self.pos]
+            raise TagExprError(f"expression nested deeper than {MAX_DEPTH} levels at position "
+                               f"{token.position}", token.position)
+
     def factor(self) -> Expr:
         kind = self.peek()
         if kind == "not":
+            self._deeper()
             self.pos += 1
-            return _Not(self.factor())
-        if kind == "lp":
-            self.pos += 1
-            inner = self.expr()
-            self.take("rp")
+            inner = _Not(self.factor())
+            self.depth -= 1
             return inner
+        if kind == "lp":
+            self._deeper()
+            self.pos += 1
+            group = self.expr()
+            self.take("rp")
+            self.depth -= 1
+            return group
+        if kind != "value":
+            raise self.fail("a tag, an attribute test, 'not' or '('")
         name = self.take("value")
         nxt = self.peek()
         if nxt == "op":
             op = self.take("op")
             return _Compare(name, "==" if op == "==" else "!=", self.take("value"))
-        negated = False
-        if nxt == "not" and self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1][0] == "in":
+        negated = nxt == "not" and self.peek(1) == "in"
+        if negated:
             self.pos += 1
-            negated = True
             nxt = "in"
         if nxt == "in":
             self.pos += 1
@@ -182,25 +237,29 @@ def parse(text: str) -> Expr:
 def evaluate(expr: Expr, facts: Facts) -> bool:
     """True when the instance described by ``facts`` matches ``expr``."""
     if isinstance(expr, _Tag):
-        if expr.name in facts.tags:
-            return True
-        value = facts.attributes.get(expr.name)
-        return value not in (None, "", "false", "no", "0")
+        return expr.name in facts.tags or _truthy(facts.attributes.get(expr.name))
     if isinstance(expr, _Compare):
-        value = facts.attributes.get(expr.name)
-        if value is None and expr.name == "tag":
-            hit = expr.value in facts.tags
-            return hit if expr.op == "==" else not hit
-        return (value == expr.value) if expr.op == "==" else (value != expr.value)
+        hit = _has_value(expr.name, frozenset((expr.value,)), facts)
+        return hit if expr.op == "==" else not hit
     if isinstance(expr, _In):
-        value = facts.attributes.get(expr.name)
-        hit = value in expr.values
+        hit = _has_value(expr.name, expr.values, facts)
         return not hit if expr.negated else hit
     if isinstance(expr, _Not):
         return not evaluate(expr.inner, facts)
     if expr.op == "and":
         return all(evaluate(part, facts) for part in expr.parts)
     return any(evaluate(part, facts) for part in expr.parts)
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "false", "no", "0")
+
+
+def _has_value(name: str, values: frozenset[str], facts: Facts) -> bool:
+    value = facts.attributes.get(name)
+    if value is None and name == "tag":  # tag == x, tag in (x, y): test the tags themselves
+        return bool(values & facts.tags)
+    return value in values
 
 
 def names(expr: Expr) -> set[str]:
