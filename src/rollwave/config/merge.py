@@ -308,8 +308,8 @@ def _keyed_conflicts(left: list[Any], right: list[Any], key: str, modes: ModeTre
     for hashed, (lpos, item) in index(left).items():
         other = rindex.get(hashed)
         if other is not None:
-            label = f"[{key}={written(item[key])}]"
-            _conflicts(item, other[1], modes, path=(*path, label), lpath=(*lloc, lpos),
+            label = f"{path[-1] if path else ''}[{key}={written(item[key])}]"
+            _conflicts(item, other[1], modes, path=(*path[:-1], label), lpath=(*lloc, lpos),
                        rpath=(*rloc, other[0]), found=found)
 
 

@@ -247,6 +247,8 @@ class TemplateEngine:
             line = getattr(exc, "lineno", None)
             where = f" (template line {line})" if line and "\n" in source.strip() else ""
             return TemplateRenderError(f"template syntax error: {exc.message}{where}")
+        except Exception as exc:  # e.g. a constant Python cannot write back (1e400)
+            return TemplateRenderError(f"template cannot be compiled: {type(exc).__name__}")
 
     def render(self, template: Template, context: Mapping[str, Any]) -> Any:
         """Render ``template``; raises TemplateRenderError with a user-facing message."""
@@ -277,9 +279,9 @@ class TemplateEngine:
             raise TemplateRenderError(_jinja_message(exc), template) from None
         except RecursionError:
             raise TemplateRenderError("template nesting too deep", template) from None
-        except (ArithmeticError, LookupError, TypeError, ValueError, MemoryError) as exc:
+        except Exception as exc:  # user code: any failure is a located problem, not a crash
             raise TemplateRenderError(f"template error: {type(exc).__name__}: {exc}",
-                                  template) from None
+                                      template) from None
 
     def _text(self, compiled: _Compiled, context: Mapping[str, Any]) -> str:
         pieces: list[str] = []
