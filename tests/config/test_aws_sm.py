@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 
@@ -46,10 +47,8 @@ def aws(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> AwsSecretsManagerReso
         "binary": {"SecretBinary": b"bin-text"},
         "not-json": {"SecretString": "{oops"},
     }.items():
-        try:
+        with contextlib.suppress(client.exceptions.ResourceExistsException):
             client.create_secret(Name=name, **kwargs)
-        except client.exceptions.ResourceExistsException:
-            pass
     return resolver
 
 

@@ -13,8 +13,8 @@ from rollwave.config.templating import (
     Session,
     TemplateEngine,
     TemplateRenderError,
-    find_markers,
     finalize,
+    find_markers,
 )
 
 FACTS: dict[str, Any] = {
