@@ -168,3 +168,14 @@ def test_per_stack_validation_matches_jsonschema(tmp_path: Path) -> None:
         assert got == expected, instance
     assert sorted({i.instance for i in report.issues}) == [
         "bravoverylong/prod", "mike/prod", "zulu/prod"]
+
+
+def test_secret_settings_are_checked_at_load(tmp_path: Path) -> None:
+    from .helpers import PROJECT
+
+    project = {**PROJECT, "secrets": {"aws-sm": {"regionn": "eu-west-1"}, "vault": {}}}
+    with pytest.raises(ValidationFailed) as caught:
+        workspace(tmp_path, {"customers/solo.yaml": customer("solo")}, project=project)
+    assert sorted((p.path, p.message) for p in caught.value.problems) == [
+        ("secrets.aws-sm.regionn", "unknown key 'regionn'"),
+        ("secrets.vault", "unknown secret kind 'vault'")]

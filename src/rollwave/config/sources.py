@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from rollwave.config.compile import check_keyed_items, compile_modes, compile_values
 from rollwave.config.merge import walk_declared_lists
 from rollwave.config.model import (
@@ -38,7 +40,7 @@ from rollwave.config.schema import CompiledSchema, SchemaSource, check_schema
 from rollwave.config.templating import TemplateEngine, TemplateRenderError
 from rollwave.core import tagexpr
 from rollwave.errors import Problem, ValidationFailed
-from rollwave.workspace.loader import Workspace
+from rollwave.workspace.loader import PROJECT_FILE, Workspace, pydantic_problems
 from rollwave.yamlio import JsonPath, YamlDocument, load_yaml
 
 CONFIG_DIR = "config"
@@ -372,6 +374,7 @@ class _Reader:
         for inst in self.ws.fleet:
             known |= set(inst.tags) | set(inst.facts.attributes)
         kinds = _secret_kinds()
+        self.check_secret_settings()
         for svc in self.out.services.values():
             for overlay in svc.overlays:
                 assert overlay.expr is not None
@@ -389,6 +392,26 @@ class _Reader:
             for layer in [*([svc.defaults] if svc.defaults else []),
                           *svc.environments.values(), *svc.overlays]:
                 self.check_layer(layer, svc.modes, kinds)
+
+    def check_secret_settings(self) -> None:
+        """``secrets:`` in rollwave.yaml: known kinds, valid options for each."""
+        settings = self.ws.project.secrets
+        doc = self.ws.documents.get(PROJECT_FILE)
+        if not settings or doc is None:
+            return
+        from rollwave.adapters.secrets import registry
+
+        for kind, options in settings.items():
+            if kind not in registry.kinds():
+                self.problems.append(doc.problem(("secrets", kind), f"unknown secret kind "
+                                                 f"'{kind}'", hint="known kinds: " +
+                                                 ", ".join(registry.kinds()),
+                                                 code="config.invalid"))
+                continue
+            try:
+                registry.options_model(kind).model_validate(options or {})
+            except ValidationError as exc:
+                self.problems.extend(pydantic_problems(doc, exc, base=("secrets", kind)))
 
     def check_layer(self, layer: Layer, modes: ModeTree, kinds: set[str] | None) -> None:
         def report(path: JsonPath, message: str, hint: str | None = None) -> None:
