@@ -76,6 +76,14 @@ class Window(Strict):
         _parse_clock(value)
         return value
 
+    @field_validator("start")
+    @classmethod
+    def _start_in_day(cls, value: str) -> str:
+        if value.strip() == "24:00":
+            raise ValueError("a window cannot start at 24:00 (the end of the day); "
+                             "start at 00:00 on the next day instead")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str | None) -> str | None:
@@ -108,6 +116,9 @@ class Freeze(Strict):
             raise ValueError("freeze start and end need a time zone, e.g. 2026-12-20T00:00:00Z")
         if self.end <= self.start:
             raise ValueError("a freeze must end after it starts")
+        if self.environments is not None and not self.environments:
+            raise ValueError("an empty 'environments' list freezes nothing; remove the key to "
+                             "freeze every environment")
         return self
 
 
@@ -254,7 +265,7 @@ Gate = Annotated[ApprovalGate | CommandGate | HttpGate, Field(discriminator="kin
 class Wave(Strict):
     """One step of a rollout: which instances, how many at once, how long to bake, what may fail."""
 
-    name: str
+    name: str = Field(min_length=1, max_length=100)
     select: Selector
     parallelism: Amount = 1
     bake: Duration = 0.0
@@ -295,9 +306,9 @@ class Policy(Strict):
 
     ``on_failure`` decides what happens when a wave's failures exceed its budget: ``pause`` waits
     for a human (resume or rollback); ``rollback`` rolls the release back everywhere it went.
-    An ``emergency`` policy ignores maintenance windows and freezes, multiplies bake times by
-    ``compress`` and runs its waves with at least ``emergency_parallelism``; it keeps
-    verification and demands a recorded reason.
+    An ``emergency`` policy ignores maintenance windows and freezes, keeps its first wave as the
+    canary and runs every later wave as one, multiplies bake times by ``compress``; it keeps
+    verification and gates and demands a recorded reason.
     """
 
     description: str = ""

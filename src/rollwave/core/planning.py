@@ -8,6 +8,15 @@ Selection walks the policy's waves in order; each wave takes from the instances 
 need a change ("the remaining fleet"): ``customers`` and ``match`` filter, ``percent`` takes that
 share of the remaining fleet (rounded up, chosen by a stable hash so the same customers are
 canaries release after release), ``limit`` caps the count and ``rest`` takes everything left.
+
+Each wave's ``parallelism`` and ``failure_budget`` are resolved to numbers for the wave's actual
+size: a percentage of parallelism rounds up (at least 1, at most the wave's size), a percentage
+of failure budget rounds down (``10%`` of 5 instances is 0: the first failure halts).
+
+In an emergency the normal selection is made first; the first wave stays as the canary and every
+later wave's instances form one wave, so an emergency never reaches an instance the policy would
+not. Bake times are multiplied by ``compress``, maintenance windows and freezes are overridden
+(and the plan says so).
 """
 
 from __future__ import annotations
@@ -104,6 +113,8 @@ class Plan:
     excluded: tuple[str, ...]
     freezes: tuple[str, ...]
     created_at: datetime
+    freezes_overridden: tuple[str, ...] = ()
+    """Freezes in force that an emergency ignores (always empty outside emergencies)."""
 
     @property
     def target_count(self) -> int:
@@ -119,6 +130,7 @@ class Plan:
             "unchanged": list(self.unchanged),
             "excluded": list(self.excluded),
             "freezes": list(self.freezes),
+            "freezes_overridden": list(self.freezes_overridden),
             "waves": [
                 {
                     "index": w.index,
@@ -156,6 +168,16 @@ def resolve_amount(amount: int | str, size: int, *, minimum: int, round_up: bool
     share = float(amount.rstrip("%")) / 100.0 * size
     whole = math.ceil(share - 1e-9) if round_up else math.floor(share + 1e-9)
     return max(minimum, whole)
+
+
+def resolve_parallelism(amount: int | str, size: int) -> int:
+    """How many instances of a wave of ``size`` are deployed at once (1 … size)."""
+    return max(1, min(resolve_amount(amount, size, minimum=1, round_up=True), size))
+
+
+def resolve_budget(amount: int | str, size: int) -> int:
+    """How many instances of a wave of ``size`` may fail before the rollout halts."""
+    return resolve_amount(amount, size, minimum=0, round_up=False)
 
 
 def stable_rank(key: str) -> str:
@@ -209,32 +231,71 @@ def _select(wave: Wave, remaining: list[FleetInstance]) -> list[FleetInstance]:
     return candidates
 
 
-def compress_waves(policy: Policy) -> list[Wave]:
+@dataclass(frozen=True, slots=True)
+class _WaveShape:
+    """A wave as planned before targets are resolved: settings plus chosen instances."""
+
+    name: str
+    parallelism: int
+    bake: float
+    failure_budget: int
+    gates: tuple[GateSpec, ...]
+    chosen: list[FleetInstance]
+
+
+def _normal_shapes(waves: Sequence[Wave], remaining: list[FleetInstance]) -> list[_WaveShape]:
+    shapes = []
+    for wave in waves:
+        chosen = _select(wave, remaining)
+        chosen_keys = {i.key for i in chosen}
+        remaining = [i for i in remaining if i.key not in chosen_keys]
+        size = len(chosen)
+        shapes.append(_WaveShape(
+            name=wave.name,
+            parallelism=resolve_parallelism(wave.parallelism, size),
+            bake=wave.bake,
+            failure_budget=resolve_budget(wave.failure_budget, size),
+            gates=tuple(wave.gates),
+            chosen=chosen,
+        ))
+    return shapes
+
+
+def _compress(policy: Policy, waves: Sequence[Wave],
+              shapes: Sequence[_WaveShape]) -> list[_WaveShape]:
     """Emergency shape: the first wave stays as the canary, every later wave runs as one.
 
-    Bake times are multiplied by ``policy.compress``; the merged wave keeps the largest
-    parallelism and the most permissive failure budget of the waves it replaces.
+    Bake times are multiplied by ``policy.compress``. The merged wave takes the instances the
+    later waves would have taken, in their order; its parallelism and failure budget are the
+    largest the replaced waves' settings give for the merged size; it keeps their gates.
     """
-    waves = list(policy.waves)
-    first = waves[0].model_copy(update={"bake": waves[0].bake * policy.compress})
-    if len(waves) == 1:
-        return [first]
-    rest = waves[1:]
-    parallelism = max(rest, key=lambda w: _amount_weight(w.parallelism)).parallelism
-    budget = max(rest, key=lambda w: _amount_weight(w.failure_budget)).failure_budget
-    merged = Wave.model_validate({
-        "name": "+".join(w.name for w in rest),
-        "select": {"rest": True},
-        "parallelism": parallelism,
-        "bake": max(w.bake for w in rest) * policy.compress,
-        "failure_budget": budget,
-        "gates": [g.model_dump() for w in rest for g in w.gates],
-    })
-    return [first, merged]
+    first = shapes[0]
+    out = [_WaveShape(first.name, first.parallelism, first.bake * policy.compress,
+                      first.failure_budget, first.gates, first.chosen)]
+    if len(shapes) == 1:
+        return out
+    later, specs = shapes[1:], waves[1:]
+    chosen = [inst for shape in later for inst in shape.chosen]
+    size = len(chosen)
+    gates: list[GateSpec] = []
+    for spec in specs:
+        for gate in spec.gates:
+            if gate not in gates:
+                gates.append(gate)
+    out.append(_WaveShape(
+        name="+".join(w.name for w in specs),
+        parallelism=max(resolve_parallelism(w.parallelism, size) for w in specs),
+        bake=max(w.bake for w in specs) * policy.compress,
+        failure_budget=max(resolve_budget(w.failure_budget, size) for w in specs),
+        gates=tuple(gates),
+        chosen=chosen,
+    ))
+    return out
 
 
-def _amount_weight(amount: int | str) -> float:
-    return float(amount.rstrip("%")) * 1000 if isinstance(amount, str) else float(amount)
+def _freeze_text(freeze: Freeze) -> str:
+    return f"{freeze.name} until {freeze.end.isoformat()}" + (
+        f": {freeze.reason}" if freeze.reason else "")
 
 
 def active_freezes(freezes: Sequence[Freeze], now: datetime,
@@ -259,6 +320,8 @@ def plan_release(
     ``only`` restricts the rollout to the given instance keys (used for rollbacks and for
     re-running a subset). ``emergency`` is forced on by an emergency policy.
     """
+    if now.tzinfo is None:
+        raise ValueError("plan_release needs an aware `now` (e.g. datetime.now(UTC))")
     policy = fleet.policy(policy_name)
     emergency = emergency or policy.emergency
     envs = set(policy.environments) if policy.environments else None
@@ -282,34 +345,34 @@ def plan_release(
         touched_envs.add(inst.environment)
         remaining.append(inst)
 
-    waves_spec = compress_waves(policy) if emergency else list(policy.waves)
-    waves: list[WavePlan] = []
-    for index, wave in enumerate(waves_spec):
-        chosen = _select(wave, remaining)
-        chosen_keys = {i.key for i in chosen}
-        remaining = [i for i in remaining if i.key not in chosen_keys]
-        targets = tuple(_target(inst, changes_by_key[inst.key], now, emergency) for inst in chosen)
-        waves.append(WavePlan(
+    shapes = _normal_shapes(policy.waves, remaining)
+    if emergency:
+        shapes = _compress(policy, policy.waves, shapes)
+    waves = tuple(
+        WavePlan(
             index=index,
-            name=wave.name,
-            parallelism=resolve_amount(wave.parallelism, len(targets), minimum=1, round_up=True),
-            bake=wave.bake,
-            failure_budget=resolve_amount(wave.failure_budget, len(targets), minimum=0,
-                                          round_up=False),
-            gates=tuple(wave.gates),
-            targets=targets,
-        ))
-    freezes = [] if emergency else active_freezes(fleet.project.freezes, now, touched_envs)
+            name=shape.name,
+            parallelism=shape.parallelism,
+            bake=shape.bake,
+            failure_budget=shape.failure_budget,
+            gates=shape.gates,
+            targets=tuple(_target(inst, changes_by_key[inst.key], now, emergency)
+                          for inst in shape.chosen),
+        )
+        for index, shape in enumerate(shapes)
+    )
+    selected = {t.instance for wave in waves for t in wave.targets}
+    freezes = active_freezes(fleet.project.freezes, now, touched_envs)
     return Plan(
         release=release.name,
         policy=policy_name,
         emergency=emergency,
-        waves=tuple(waves),
+        waves=waves,
         unchanged=tuple(unchanged),
-        excluded=tuple(i.key for i in remaining),
-        freezes=tuple(f"{f.name} until {f.end.isoformat()}" + (f": {f.reason}" if f.reason else "")
-                      for f in freezes),
+        excluded=tuple(i.key for i in remaining if i.key not in selected),
+        freezes=() if emergency else tuple(_freeze_text(f) for f in freezes),
         created_at=now,
+        freezes_overridden=tuple(_freeze_text(f) for f in freezes) if emergency else (),
     )
 
 
