@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollwave.adapters.deployers import DeployerEnvironment, registry
-from rollwave.analysis.results import Verdict
+from rollwave.analysis.results import CheckResult, Outcome, Verdict
 from rollwave.core.fleet import FleetInstance
 from rollwave.core.model import Verification
 from rollwave.errors import RollwaveError
@@ -113,6 +113,11 @@ def default_verifier() -> Verifier:
 
     def verify(instance: FleetInstance, profile: Verification, endpoints: Mapping[str, str],
                should_stop: Callable[[], bool], progress: Callable[[str], None]) -> Verdict:
+        if profile.health is None and not profile.smoke and not profile.metrics:
+            return Verdict.of([CheckResult(
+                "verification", Outcome.SUCCESSFUL,
+                "no checks are configured for this policy; a successful deploy is the only "
+                "signal")])
         target = VerificationTarget(instance=instance.key, endpoints=dict(endpoints))
         return verify_instance(target, profile, sources=MetricSources.default(),
                                should_stop=should_stop, progress=progress)

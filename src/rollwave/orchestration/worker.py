@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,11 +28,15 @@ from rollwave.core.states import RolloutState
 from rollwave.errors import OrchestratorBusy
 from rollwave.orchestration import runtime
 from rollwave.orchestration.runtime import Runtime
-from rollwave.orchestration.workflow import CONTROL_TOPIC, rollout_workflow
+from rollwave.orchestration.workflow import CONTROL_TOPIC, WORKFLOW_NAME, rollout_workflow
 from rollwave.storage import rollouts as repo
+from rollwave.storage.events import append_event
 from rollwave.storage.tables import controls, workers
 
 log = logging.getLogger("rollwave.worker")
+DEAD_AFTER = 5.0  # seconds without a heartbeat before a worker's rollouts are taken over
+RECOVERY_EVERY = 2.0
+RECOVERY_LOCK = 7_466_202_612
 APP_VERSION = f"rollwave-{rollwave.__version__}"
 
 
@@ -59,6 +64,7 @@ class Worker:
         self._started: set[str] = set()
         self._woken: dict[str, frozenset[int]] = {}
         self._launched = False
+        self._last_recovery = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -110,6 +116,38 @@ class Worker:
                 self._woken[rollout_id] = frozen
                 self._wake(rollout_id)
         self._heartbeat()
+        if not self.rt.db.is_sqlite and time.monotonic() - self._last_recovery > RECOVERY_EVERY:
+            self._last_recovery = time.monotonic()
+            self.recover_dead_workers()
+
+    def recover_dead_workers(self) -> list[str]:
+        """Take over the rollouts of workers that stopped heartbeating (PostgreSQL only).
+
+        DBOS recovers a process's own workflows when it starts; a workflow whose worker died
+        for good is recovered here by a survivor. An advisory lock makes exactly one survivor
+        do it; DBOS's recovery is itself idempotent per workflow.
+        """
+        now = datetime.now(UTC)
+        with self.rt.db.read() as conn:
+            live = set(conn.execute(sa.select(workers.c.id).where(
+                workers.c.heartbeat_at >= now - timedelta(seconds=DEAD_AFTER))).scalars())
+        pending = DBOS.list_workflows(status=["PENDING"], name=WORKFLOW_NAME, load_input=False,
+                                      load_output=False)
+        dead = sorted({w.executor_id for w in pending if w.executor_id}
+                      - live - {self.id})
+        if not dead:
+            return []
+        with self.rt.db.begin() as conn:
+            got = conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"),
+                               {"k": RECOVERY_LOCK}).scalar()
+            if not got:
+                return []
+            DBOS._recover_pending_workflows(dead)
+            conn.execute(workers.delete().where(workers.c.id.in_(dead)))
+            append_event(conn, "worker.recovered",
+                         f"worker {self.id} took over the rollouts of stopped workers: "
+                         f"{', '.join(dead)}", data={"workers": dead})
+        return dead
 
     def start_rollout(self, rollout_id: str) -> None:
         with SetWorkflowID(rollout_id):
