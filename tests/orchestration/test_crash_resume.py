@@ -163,5 +163,6 @@ def test_sigkill_at_random_points_reaches_the_same_end_state(tmp_path: Path,
         with app.db().read() as conn:
             assert list_events(conn, kinds=["worker.recovered"])
     seqs = [e.seq for e in events]
-    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
     app.close()
