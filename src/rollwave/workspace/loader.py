@@ -25,9 +25,9 @@ from pydantic import BaseModel, ValidationError
 
 from rollwave.core import tagexpr
 from rollwave.core.fleet import Fleet, build_fleet
-from rollwave.core.model import Customer, Policy, Project
+from rollwave.core.model import Customer, Instance, Policy, Project
 from rollwave.errors import Problem, ValidationFailed, WorkspaceNotFound
-from rollwave.yamlio import YamlDocument, load_yaml
+from rollwave.yamlio import YamlDocument, format_path, load_yaml
 
 PROJECT_FILE = "rollwave.yaml"
 CUSTOMERS_DIR = "customers"
@@ -79,9 +79,17 @@ def find_workspace(start: Path | None = None) -> Path:
     """The nearest directory at or above ``start`` holding ``rollwave.yaml``."""
     env = os.environ.get("ROLLWAVE_WORKSPACE")
     here = Path(start or env or Path.cwd()).resolve()
+    if not here.exists():
+        raise WorkspaceNotFound(f"workspace directory {here} does not exist")
     for candidate in (here, *here.parents):
-        if (candidate / PROJECT_FILE).is_file():
+        project = candidate / PROJECT_FILE
+        if project.is_file():
             return candidate
+        if project.exists() or project.is_symlink():
+            raise WorkspaceNotFound(
+                f"{project} is not a readable file (a directory, a broken link or a device)",
+                hint=f"make {PROJECT_FILE} a plain YAML file, or run `rollwave init DIR` "
+                     "elsewhere")
     raise WorkspaceNotFound(f"no {PROJECT_FILE} in {here} or any parent directory")
 
 
@@ -96,19 +104,24 @@ def workspace_hash(root: Path) -> str:
     for path in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
         rel = path.relative_to(root).as_posix()
         digest.update(rel.encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:  # reported by whoever reads the file; the hash just marks it
+            digest.update(b"\0unreadable")
     return digest.hexdigest()
 
 
 def pydantic_problems(doc: YamlDocument, error: ValidationError, base: Sequence[str | int] = (),
                       ) -> list[Problem]:
-    """Translate a pydantic ValidationError into located problems."""
-    problems = []
+    """Translate a pydantic ValidationError into located problems (one per wrong value)."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
     for item in error.errors():
         loc = [part for part in item["loc"] if isinstance(part, str | int)]
         # pydantic puts union/discriminator branch names into loc; keep only real data keys
         path = _real_path(doc.data, [*base, *loc])
         kind = item["type"]
+        value = item.get("input")
         message = str(item["msg"]).removeprefix("Value error, ")
         hint = None
         if kind == "extra_forbidden":
@@ -118,27 +131,57 @@ def pydantic_problems(doc: YamlDocument, error: ValidationError, base: Sequence[
             message = f"'{loc[-1]}' is required"
             hint = "add it"
         elif kind == "string_pattern_mismatch" and "0,62" in message:
-            message = "ids use lower-case letters, digits, '_', '.', '-' (at most 63)"
-        problems.append(doc.problem(path, message, hint))
+            message = (f"{_shown(value)} is not a valid id: ids use lower-case letters, digits, "
+                       "'_', '.', '-' and start with a letter or digit (at most 63)")
+            hint = "ids end up in file names, URLs and commands, so they are kept plain"
+        elif kind == "string_pattern_mismatch" and "%$" in message:
+            message = f"{_shown(value)} is neither a count (e.g. 5) nor a percentage (e.g. 25%)"
+        elif kind == "string_type" and isinstance(value, bool | int | float):
+            message = ("expected text but YAML read the boolean "
+                       f"{str(value).lower()} here" if isinstance(value, bool) else
+                       f"expected text but YAML read the number {_shown(value)} here")
+            hint = ("put the value in quotes; YAML reads yes/no/on/off/true/false as booleans"
+                    if isinstance(value, bool) else "put the value in quotes")
+        problem = doc.problem(path, message, hint)
+        key = format_path(path)
+        if key in seen and _is_union_branch(item, path):
+            # one wrong value failing several union branches: keep the most helpful message
+            if "%" in message:
+                problems[seen[key]] = problem
+            continue
+        seen[key] = len(problems)
+        problems.append(problem)
     return problems
+
+
+def _is_union_branch(item: Any, path: Sequence[str | int]) -> bool:
+    loc = item["loc"]
+    return bool(loc) and isinstance(loc[-1], str) and (not path or path[-1] != loc[-1])
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _has_child(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _real_path(data: Any, loc: Sequence[str | int]) -> list[str | int]:
     path: list[str | int] = []
     node = data
-    for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
+    for index, part in enumerate(loc):
+        if _has_child(node, part):
             node = node[part]
             path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
+        elif (isinstance(node, dict) and isinstance(part, str) and index == len(loc) - 1
+              and "[" not in part and not part.startswith("function-")):
+            # a missing or unknown key: name it even though it has no position of its own;
+            # intermediate names that are not in the data are union branches: skipped
             path.append(part)
-        elif isinstance(node, dict | list):
-            if isinstance(node, dict) and isinstance(part, str) and not path[-1:] == [part]:
-                # a missing or unknown key: name it even though it has no position of its own
-                if part not in ("function-after", "function-before") and "[" not in part:
-                    path.append(part)
-            continue
     return path
 
 
@@ -179,37 +222,18 @@ def load_workspace(root: Path | None = None, *, strict: bool = True) -> Workspac
         documents[PROJECT_FILE] = project_doc
         project = parse_model(Project, project_doc, problems)
 
-    customers: dict[str, Customer] = {}
-    customer_dir = base / CUSTOMERS_DIR
-    files = sorted(customer_dir.glob("*.y*ml")) if customer_dir.is_dir() else []
-    for path in files:
-        doc = _load_doc(path, base, problems)
-        if doc is None:
-            continue
-        documents[doc.file] = doc
-        customer = parse_model(Customer, doc, problems)
-        if customer is None:
-            continue
-        if customer.id != path.stem:
-            problems.append(doc.problem(("id",), f"customer id '{customer.id}' does not match "
-                                        f"its file name '{path.name}'",
-                                        hint=f"rename the file to {customer.id}.yaml or fix the id"))
-        if customer.id in customers:
-            problems.append(doc.problem(("id",), f"duplicate customer id '{customer.id}'",
-                                        hint="each customer id must be unique"))
-            continue
-        customers[customer.id] = customer
-    if not files:
-        problems.append(Problem(message="no customers yet", file=CUSTOMERS_DIR + "/",
-                                severity="warning",
-                                hint="add customers/<id>.yaml files (see `rollwave init`)"))
+    customers, customer_docs = _load_customers(base, problems)
+    documents.update({doc.file: doc for doc in customer_docs.values()})
 
     if project is None or project_doc is None:
+        if project_doc is not None:  # still report what can be checked without the model
+            problems.extend(check_raw_deployers(project_doc))
         _raise_if_errors(problems)
         raise ValidationFailed(problems)  # pragma: no cover - _raise_if_errors raised
 
     problems.extend(check_project(project, project_doc))
-    problems.extend(check_customers(project, customers, documents))
+    problems.extend(check_customers(project, customers, {**documents, **{
+        f"{CUSTOMERS_DIR}/{cid}.yaml": doc for cid, doc in customer_docs.items()}}))
     fleet = build_fleet(project, customers)
     problems.extend(check_policies(project, project_doc, fleet))
     workspace = Workspace(
@@ -224,6 +248,55 @@ def load_workspace(root: Path | None = None, *, strict: bool = True) -> Workspac
                      content_hash=workspace.content_hash,
                      warnings=tuple(p for p in problems if p.severity == "warning" or not strict),
                      extras=workspace.extras)
+
+
+def _load_customers(base: Path, problems: list[Problem],
+                    ) -> tuple[dict[str, Customer], dict[str, YamlDocument]]:
+    """Every ``customers/*.yaml`` (and ``.yml``) file, parsed; problems are appended."""
+    customers: dict[str, Customer] = {}
+    docs: dict[str, YamlDocument] = {}
+    customer_dir = base / CUSTOMERS_DIR
+    try:
+        entries = sorted(customer_dir.iterdir()) if customer_dir.is_dir() else []
+    except OSError as exc:
+        problems.append(Problem(message=f"cannot list the folder: {exc.strerror}",
+                                file=CUSTOMERS_DIR + "/", code="yaml.io"))
+        entries = []
+    files: list[Path] = []
+    for entry in entries:
+        if entry.name.startswith("."):  # editor swap and lock files, .gitkeep
+            continue
+        if entry.suffix.lower() in (".yaml", ".yml"):
+            files.append(entry)
+        elif entry.is_dir():
+            problems.append(Problem(
+                message=f"folder {CUSTOMERS_DIR}/{entry.name}/ is not read", severity="warning",
+                file=f"{CUSTOMERS_DIR}/{entry.name}/",
+                hint="customer files sit directly in customers/ (customers/<id>.yaml)"))
+    for path in files:
+        doc = _load_doc(path, base, problems)
+        if doc is None:
+            continue
+        customer = parse_model(Customer, doc, problems)
+        if customer is None:
+            continue
+        if customer.id != path.stem:
+            problems.append(doc.problem(("id",), f"customer id '{customer.id}' does not match "
+                                        f"its file name '{path.name}'",
+                                        hint=f"rename the file to {customer.id}.yaml or fix "
+                                             "the id"))
+        if customer.id in customers:
+            problems.append(doc.problem(("id",), f"duplicate customer id '{customer.id}' (also "
+                                        f"in {docs[customer.id].file})",
+                                        hint="each customer id must be unique"))
+            continue
+        customers[customer.id] = customer
+        docs[customer.id] = doc
+    if not files:
+        problems.append(Problem(message="no customers yet", file=CUSTOMERS_DIR + "/",
+                                severity="warning",
+                                hint="add customers/<id>.yaml files (see `rollwave init`)"))
+    return customers, docs
 
 
 def _raise_if_errors(problems: Iterable[Problem]) -> None:
@@ -258,18 +331,7 @@ def known_deployer_kinds() -> set[str]:
 
 def check_project(project: Project, doc: YamlDocument) -> list[Problem]:
     """References inside rollwave.yaml: deployers, verification profiles, default policy."""
-    problems: list[Problem] = []
-    kinds = known_deployer_kinds()
-    for name, options in project.deployers.items():
-        kind = options.get("kind")
-        if not isinstance(kind, str):
-            problems.append(doc.problem(("deployers", name), f"deployer '{name}' needs a kind",
-                                        hint=f"one of: {', '.join(sorted(kinds))}"))
-        elif kind not in kinds:
-            problems.append(doc.problem(("deployers", name, "kind"), f"unknown deployer kind "
-                                        f"'{kind}'", hint=f"one of: {', '.join(sorted(kinds))}"))
-        else:
-            problems.extend(_check_deployer_options(doc, name, kind, options))
+    problems = check_deployers(project.deployers, doc)
     for name, service in project.services.items():
         if service.deployer not in project.deployers:
             problems.append(doc.problem(("services", name, "deployer"),
@@ -293,6 +355,34 @@ def check_project(project: Project, doc: YamlDocument) -> list[Problem]:
                                             f"'{env}'",
                                             hint=_choices("environments", project.environments)))
     return problems
+
+
+def check_deployers(deployers: Mapping[str, Any], doc: YamlDocument) -> list[Problem]:
+    """Each deployer has a known ``kind`` and options that kind accepts."""
+    problems: list[Problem] = []
+    kinds = known_deployer_kinds()
+    for name, options in deployers.items():
+        kind = options.get("kind") if isinstance(options, Mapping) else None
+        if not isinstance(options, Mapping):
+            continue  # the model reports a deployer that is not a mapping
+        if not isinstance(kind, str):
+            problems.append(doc.problem(("deployers", name), f"deployer '{name}' needs a kind",
+                                        hint=f"one of: {', '.join(sorted(kinds))}"))
+        elif kind not in kinds:
+            problems.append(doc.problem(("deployers", name, "kind"), f"unknown deployer kind "
+                                        f"'{kind}'", hint=f"one of: {', '.join(sorted(kinds))}"))
+        else:
+            problems.extend(_check_deployer_options(doc, name, kind, options))
+    return problems
+
+
+def check_raw_deployers(doc: YamlDocument) -> list[Problem]:
+    """:func:`check_deployers` on the raw data, when the project as a whole did not validate."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    deployers = data.get("deployers")
+    if not isinstance(deployers, dict):
+        return []
+    return check_deployers({str(k): v for k, v in deployers.items()}, doc)
 
 
 def _check_deployer_options(doc: YamlDocument, name: str, kind: str,
@@ -321,29 +411,73 @@ def check_customers(project: Project, customers: Mapping[str, Customer],
                 problems.append(doc.problem((*at, "environment"), f"unknown environment "
                                             f"'{inst.environment}'",
                                             hint=_choices("environments", project.environments)))
-            for index, service in enumerate(inst.services or []):
-                if service not in project.services:
-                    problems.append(doc.problem((*at, "services", index), f"unknown service "
-                                                f"'{service}'",
-                                                hint=_choices("services", project.services)))
+            problems.extend(
+                doc.problem((*at, "services", index), f"unknown service '{service}'",
+                            hint=_choices("services", project.services))
+                for index, service in enumerate(inst.services or [])
+                if service not in project.services)
             if inst.deployer and inst.deployer not in project.deployers:
                 problems.append(doc.problem((*at, "deployer"), f"unknown deployer "
                                             f"'{inst.deployer}'",
                                             hint=_choices("deployers", project.deployers)))
-            port = inst.target.get("port")
-            if isinstance(port, int):
-                key = f"{customer.id}/{name}"
-                if port in ports:
-                    problems.append(doc.problem((*at, "target", "port"),
-                                                f"port {port} is also used by {ports[port]}",
-                                                hint="give each local instance its own port"))
-                else:
-                    ports[port] = key
-        for service in customer.config:
-            if service not in project.services:
-                problems.append(doc.problem(("config", service), f"config for unknown service "
-                                            f"'{service}'",
-                                            hint=_choices("services", project.services)))
+            if _deployer_kind(project, inst) == "local":
+                problems.extend(_check_local_ports(doc, at, f"{customer.id}/{name}", project,
+                                                   inst, ports))
+        problems.extend(
+            doc.problem(("config", service), f"config for unknown service '{service}'",
+                        hint=_choices("services", project.services))
+            for service in customer.config if service not in project.services)
+    return problems
+
+
+def _deployer_kind(project: Project, inst: Instance) -> str | None:
+    services = inst.services if inst.services is not None else list(project.services)
+    name = inst.deployer
+    if name is None:
+        known = [project.services[s].deployer for s in services if s in project.services]
+        name = known[0] if known else "local"
+    kind = project.deployers.get(name, {}).get("kind")
+    return kind if isinstance(kind, str) else None
+
+
+def _check_local_ports(doc: YamlDocument, at: tuple[str, str], key: str, project: Project,
+                       inst: Instance, ports: dict[int, str]) -> list[Problem]:
+    """Ports of a ``local`` instance: valid, and used by no other local instance here.
+
+    The local deployer gives a service ``target.ports.<service>`` or else ``target.port`` plus
+    the service's position among the instance's services.
+    """
+    problems: list[Problem] = []
+    services = inst.services if inst.services is not None else list(project.services)
+    explicit = inst.target.get("ports")
+    explicit = explicit if isinstance(explicit, dict) else {}
+    base = inst.target.get("port")
+    for index, service in enumerate(services):
+        where: tuple[str, ...]
+        if service in explicit:
+            value, where = explicit[service], (*at, "target", "ports", service)
+        elif base is not None:
+            value, where = base, (*at, "target", "port")
+        else:
+            continue  # the local deployer reports a missing port when it deploys
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            problems.append(doc.problem(where, f"{_shown(value)} is not a port number "
+                                        "(1-65535)", hint="write e.g. port: 8101"))
+            continue
+        port = value if service in explicit else value + index
+        owner = f"{key} ({service})"
+        if port > 65535:
+            problems.append(doc.problem(where, f"service '{service}' would get port {port}, "
+                                        "above 65535", hint="choose a lower port"))
+        elif port in ports:
+            problems.append(doc.problem(where, f"port {port} of {owner} is also used by "
+                                        f"{ports[port]}",
+                                        hint="give each local instance its own port (an "
+                                             "instance's services use port, port+1, ...)"))
+        else:
+            ports[port] = owner
     return problems
 
 
@@ -367,19 +501,19 @@ def check_policies(project: Project, doc: YamlDocument, fleet: Fleet) -> list[Pr
                                         f"verification profile '{policy.verification}'",
                                         hint=_choices("verification profiles",
                                                       project.verification)))
-        for env in policy.environments or []:
-            if env not in project.environments:
-                problems.append(doc.problem((*at, "environments"), f"unknown environment "
-                                            f"'{env}'",
-                                            hint=_choices("environments", project.environments)))
+        problems.extend(
+            doc.problem((*at, "environments", i), f"unknown environment '{env}'",
+                        hint=_choices("environments", project.environments))
+            for i, env in enumerate(policy.environments or [])
+            if env not in project.environments)
         for index, wave in enumerate(policy.waves):
             wave_at = (*at, "waves", index)
-            for cid in wave.select.customers or []:
-                if cid not in fleet.customers:
-                    problems.append(doc.problem((*wave_at, "select", "customers"),
-                                                f"wave '{wave.name}' names unknown customer "
-                                                f"'{cid}'", hint="customers are the ids of "
-                                                "customers/*.yaml"))
+            problems.extend(
+                doc.problem((*wave_at, "select", "customers", i),
+                            f"wave '{wave.name}' names unknown customer '{cid}'",
+                            hint="customers are the ids of customers/*.yaml")
+                for i, cid in enumerate(wave.select.customers or [])
+                if cid not in fleet.customers)
             if wave.select.match and fleet.instances:
                 unknown = tagexpr.names(tagexpr.parse(wave.select.match)) - known_names
                 problems.extend(
