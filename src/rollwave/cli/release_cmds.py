@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from rollwave.cli import render, state
+
+KEEP_VERSION = "="  # rollwave.core.planning.KEEP_VERSION, without importing the core at start-up
 
 release_app = typer.Typer(help="Immutable releases: service versions plus the configs they ship.",
                           no_args_is_help=True)
@@ -47,11 +51,18 @@ def create(
     if as_json:
         state.emit_json(record.to_dict())
         return
-    shown = ", ".join(f"{s} {'(kept)' if v == '=' else v}" for s, v in record.versions.items())
-    state.out.print(f"[green]Release {record.id}[/] created: {shown}")
-    state.out.print(f"  workspace {record.workspace_hash[:12]}, configs "
-                    f"{(record.config_digest or '')[:12]}")
-    state.out.print(f"Next: `rollwave plan {record.id}`, then `rollwave deploy {record.id}`.")
+    state.out.print(Text.assemble(("Release ", "green"), (record.id, "green bold"),
+                                  " created: ", _versions(record.versions)), soft_wrap=True)
+    state.out.print(Text(f"  cut from workspace {record.workspace_hash[:12]}, configs "
+                         f"{(record.config_digest or '')[:12]}"
+                         + (f"; notes: {record.notes}" if record.notes else "")), soft_wrap=True)
+    state.out.print(Text(f"Next: `rollwave plan {record.id}` to see the waves, then "
+                         f"`rollwave deploy {record.id}`."), soft_wrap=True)
+
+
+def _versions(versions: Mapping[str, str]) -> str:
+    return ", ".join(f"{s} {'(version kept, config only)' if v == KEEP_VERSION else v}"
+                     for s, v in versions.items())
 
 
 @release_app.command("list")
@@ -66,11 +77,15 @@ def list_(
     if as_json:
         state.emit_json([r.to_dict() for r in records])
         return
-    table = Table("release", "created", "by", "versions", "notes", box=None)
+    if not records:
+        state.out.print("No releases yet: `rollwave release create -v web=1.0`")
+        return
+    table = Table("release", "created (UTC)", "by", "versions", "notes", box=None,
+                  padding=(0, 2), pad_edge=False)
     for r in records:
-        table.add_row(r.id, f"{r.created_at:%Y-%m-%d %H:%M}", r.created_by,
-                      ", ".join(f"{s} {v}" for s, v in r.versions.items()), r.notes[:60])
-    state.out.print(table if records else "No releases yet: `rollwave release create -v web=1.0`")
+        table.add_row(Text(r.id), f"{r.created_at:%Y-%m-%d %H:%M}", Text(r.created_by),
+                      Text(_versions(r.versions)), Text(_one_line(r.notes, 60)))
+    state.out.print(table)
 
 
 @release_app.command("show")
@@ -85,13 +100,23 @@ def show(
     if as_json:
         state.emit_json(record.to_dict())
         return
-    state.out.print(f"[bold]{record.id}[/] by {record.created_by} at "
-                    f"{record.created_at:%Y-%m-%d %H:%M:%S} UTC")
+    state.out.print(Text.assemble((record.id, "bold"), f" by {record.created_by} at "
+                                  f"{record.created_at:%Y-%m-%d %H:%M:%S} UTC"), soft_wrap=True)
     for service, version in record.versions.items():
-        state.out.print(f"  {service}: {version}")
-    state.out.print(f"  workspace hash: {record.workspace_hash}")
+        shown = "(version kept, config only)" if version == KEEP_VERSION else version
+        state.out.print(Text(f"  {service}: {shown}"), soft_wrap=True)
+    state.out.print(Text(f"  workspace hash: {record.workspace_hash}"), soft_wrap=True)
+    if record.config_digest:
+        state.out.print(Text(f"  config digest: {record.config_digest}"), soft_wrap=True)
     if record.notes:
-        state.out.print(f"  notes: {record.notes}")
+        state.out.print(Text("  notes: " + record.notes.replace("\n", "\n         ")),
+                        soft_wrap=True)
+    state.out.print(Text(f"Plan it: `rollwave plan {record.id}`"), style="dim")
+
+
+def _one_line(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def plan(

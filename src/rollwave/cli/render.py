@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
@@ -44,48 +44,131 @@ def _change_text(changes: list[dict[str, Any]] | tuple[Any, ...]) -> str:
     return ", ".join(parts)
 
 
-def plan(preview: Any, *, full: bool = False) -> None:
-    """The waves of a plan, instances grouped by identical change unless ``full``."""
+def _plain_width(console: Console, width: int = 160) -> Console:
+    """``console`` on a terminal; otherwise (a pipe, a CI log) one wide enough that table rows
+    are not folded into several lines, which grep and log viewers handle badly."""
+    if console.is_terminal or console.width >= width:
+        return console
+    return Console(width=width, highlight=False, soft_wrap=False, file=console.file,
+                   no_color=console.no_color)
+
+
+def _plural(count: int, noun: str, plural: str | None = None) -> str:
+    return f"{count:,} {noun if count == 1 else (plural or noun + 's')}"
+
+
+def _gate_text(gate: Any) -> str:
+    if gate.kind == "approval":
+        return "approval" if gate.min_approvals == 1 else f"{gate.min_approvals} approvals"
+    return f"{gate.kind} check '{gate.name}'"
+
+
+def _wave_settings(wave: Any) -> str:
+    size = len(wave.targets)
+    parts = [_plural(size, "instance")]
+    if size:
+        parts.append(f"{wave.parallelism} at a time")
+        parts.append(f"bake {format_duration(wave.bake)}" if wave.bake else "no bake")
+        parts.append("halts on the first failure" if wave.failure_budget == 0
+                     else f"tolerates {_plural(wave.failure_budget, 'failure')}")
+    gates = ", ".join(_gate_text(g) for g in wave.gates)
+    parts.append(f"waits for {gates}" if gates else "no gates")
+    return " · ".join(parts)
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    head = ", ".join(names[:shown])
+    return head + (f" (+{len(names) - shown:,} more)" if len(names) > shown else "")
+
+
+def plan(preview: Any, *, full: bool = False, max_rows: int = 12) -> None:
+    """The waves of a plan: instances grouped by identical change and window state unless
+    ``full``, so a 500-instance plan stays a screenful; ``full`` lists every instance."""
     p = preview.plan
-    out = state.out
-    header = (f"[bold]Plan for release {escape(p.release)}[/] · policy {escape(p.policy)}"
-              + (" · [bold red]EMERGENCY[/]" if p.emergency else ""))
-    out.print(header)
-    out.print(f"{p.target_count} instances to change in {len(p.waves)} waves; "
-              f"{len(p.unchanged)} already up to date; {len(p.excluded)} not selected by any wave")
+    out = _plain_width(state.out)
+    out.print(f"[bold]Plan for release {escape(p.release)}[/] · policy {escape(p.policy)}"
+              + (" · [bold red]EMERGENCY[/]" if p.emergency else ""), soft_wrap=True)
+    out.print(f"{_plural(p.target_count, 'instance')} to change in {_plural(len(p.waves), 'wave')}"
+              f" · {len(p.unchanged):,} already up to date · "
+              f"{len(p.excluded):,} in no wave · as of {p.created_at:%Y-%m-%d %H:%M} UTC",
+              soft_wrap=True)
+    if p.emergency:
+        out.print("[red]Emergency:[/] maintenance windows and freezes are overridden and bake "
+                  "times compressed; verification still runs.", soft_wrap=True)
     for freeze in p.freezes:
-        out.print(f"[bold red]frozen:[/] {escape(freeze)}")
+        out.print(f"[bold red]Frozen:[/] {escape(freeze)} — `rollwave deploy` refuses until "
+                  "it ends (an emergency policy overrides it)", soft_wrap=True)
+    for freeze in getattr(p, "freezes_overridden", ()):
+        out.print(f"[red]Freeze overridden:[/] {escape(freeze)}", soft_wrap=True)
     for wave in p.waves:
-        gates = ", ".join(g.kind if g.kind != "approval" else
-                          f"approval×{g.min_approvals}" for g in wave.gates) or "none"
         out.print()
-        out.print(f"[bold]Wave {wave.index + 1}: {escape(wave.name)}[/] — {len(wave.targets)} "
-                  f"instances · parallelism {wave.parallelism} · bake "
-                  f"{format_duration(wave.bake)} · failure budget {wave.failure_budget} · "
-                  f"gates: {gates}")
+        out.print(Text.assemble((f"Wave {wave.index + 1}/{len(p.waves)} ", "bold"),
+                                (wave.name, "bold"), " — ", _wave_settings(wave)),
+                  soft_wrap=True)
         if not wave.targets:
-            out.print("  [dim](empty)[/]")
+            out.print("  [dim](no instance needs this wave)[/]")
             continue
-        table = Table("instance", "now → after", "window", box=None, pad_edge=False,
-                      padding=(0, 2))
-        if full:
-            for t in wave.targets:
-                table.add_row(t.instance, _change_text(t.changes), _window(t))
-        else:
-            groups: dict[tuple[str, str], list[str]] = defaultdict(list)
-            for t in wave.targets:
-                groups[(_change_text(t.changes), _window(t))].append(t.instance)
-            for (change, window), names in groups.items():
-                shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3
-                                                else "")
-                table.add_row(shown, change, window)
-        out.print(table)
+        out.print(_wave_table(wave.targets, full=full, max_rows=max_rows))
     if p.excluded:
-        out.print(f"\n[yellow]Not in any wave:[/] {', '.join(p.excluded[:10])}"
-                  + (" …" if len(p.excluded) > 10 else ""))
+        listed = ", ".join(p.excluded) if full else _names(list(p.excluded), 10)
+        out.print(f"\n[yellow]In no wave ({len(p.excluded):,}):[/] {escape(listed)}",
+                  soft_wrap=True)
+        out.print("  [dim]the policy's waves do not select them; end it with a "
+                  "`select: rest` wave to include them[/]", soft_wrap=True)
+    if full and p.unchanged:
+        out.print(f"\n[dim]Already up to date ({len(p.unchanged):,}):[/] "
+                  f"{escape(', '.join(p.unchanged))}", soft_wrap=True)
     if preview.config is not None:
         out.print()
-        out.print(escape(preview.config.render_text()))
+        out.print(escape(preview.config.render_text()), soft_wrap=True)
+    if not full and (any(len(w.targets) > 3 for w in p.waves) or len(p.excluded) > 10
+                     or p.unchanged):
+        out.print("\n[dim]`--full` lists every instance; `--json` gives the whole plan.[/]")
+
+
+def _wave_table(targets: Any, *, full: bool, max_rows: int) -> Table:
+    table = Table("instances" if not full else "instance", "now → after", "window", box=None,
+                  pad_edge=False, padding=(0, 2))
+    if full:
+        for t in targets:
+            table.add_row(Text(t.instance), Text(_change_text(t.changes)), Text(_window(t)))
+        return table
+    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for t in targets:
+        groups[(_change_text(t.changes), _window_class(t))].append(t)
+    rows = sorted(groups.items(), key=lambda item: -len(item[1]))
+    for (change, _), members in rows[:max_rows]:
+        window = _window(members[0]) if len(members) == 1 else _group_window(members)
+        names = [t.instance for t in members]
+        label = _names(names) if len(names) <= 3 else f"{len(names):,}: {_names(names)}"
+        table.add_row(Text(label), Text(change), Text(window))
+    if len(rows) > max_rows:
+        hidden = rows[max_rows:]
+        table.add_row(Text(f"… {len(hidden):,} more groups "
+                           f"({sum(len(m) for _, m in hidden):,} instances)", style="dim"),
+                      "", "")
+    return table
+
+
+def _window_class(target: Any) -> str:
+    if target.window_note.startswith("emergency"):
+        return "override"
+    return "open" if target.window_open else "waits"
+
+
+def _group_window(members: list[Any]) -> str:
+    kind = _window_class(members[0])
+    if kind == "override":
+        return "window overridden (emergency)"
+    if kind == "open":
+        return "open now"
+    opens = sorted(t.next_window for t in members if t.next_window is not None)
+    if not opens:
+        return "no window in the next week"
+    first, last = opens[0], opens[-1]
+    if first == last:
+        return f"waits for window at {first:%Y-%m-%d %H:%M} UTC"
+    return f"waits for windows {first:%m-%d %H:%M} … {last:%m-%d %H:%M} UTC"
 
 
 def _window(target: Any) -> str:
@@ -128,7 +211,7 @@ def status(view: Any, *, max_rows: int = 40) -> RenderableType:
             summary.append_text(styled(name))
             summary.append("  ")
         marker = "▶ " if index == r.current_wave and r.state.active else "  "
-        table.add_row(f"{marker}{index + 1}. {wave['name']}", bar, summary)
+        table.add_row(Text(f"{marker}{index + 1}. {wave['name']}"), bar, summary)
     lines.append(table)
     interesting = [t for t in view.targets if t.state.value not in ("pending", "succeeded")]
     if len(view.targets) <= max_rows:
@@ -136,7 +219,7 @@ def status(view: Any, *, max_rows: int = 40) -> RenderableType:
     if interesting:
         detail = Table("instance", "state", "change", "why", box=None, padding=(0, 2))
         for t in interesting[:max_rows]:
-            detail.add_row(t.instance, styled(t.state.value), _change_text(t.changes),
+            detail.add_row(Text(t.instance), styled(t.state.value), Text(_change_text(t.changes)),
                            Text(t.explanation[:110]))
         if len(interesting) > max_rows:
             detail.add_row(f"… {len(interesting) - max_rows} more", "", "", "")
@@ -161,8 +244,8 @@ def history(records: list[Any]) -> None:
     table = Table("rollout", "release", "policy", "state", "started", "duration", "summary",
                   box=None, padding=(0, 2))
     for r in records:
-        table.add_row(r.id, r.release_id, r.policy + (" (rollback)" if r.kind == "rollback"
-                                                      else ""),
+        table.add_row(Text(r.id), Text(r.release_id),
+                      Text(r.policy + (" (rollback)" if r.kind == "rollback" else "")),
                       styled(r.state.value), f"{r.created_at:%Y-%m-%d %H:%M}",
                       format_duration(r.duration) if r.duration is not None else "-",
                       Text(r.summary[:70]))

@@ -27,6 +27,8 @@ def init(
 
     Example: `rollwave init fleet && cd fleet && rollwave validate`
     """
+    from rich.markup import escape
+
     from rollwave.core.model import is_identifier
     from rollwave.errors import Problem, ValidationFailed
     from rollwave.workspace.scaffold import init_workspace
@@ -37,10 +39,13 @@ def init(
                                         hint="lower-case letters, digits, '-', '_', '.'")],
                                what="init")
     written = init_workspace(directory, project, force=force)
-    state.out.print(f"[green]Created workspace[/] in {directory.resolve()}:")
+    state.out.print(f"[green]Created workspace[/] in {escape(str(directory.resolve()))}:",
+                    soft_wrap=True)
     for path in written:
-        state.out.print(f"  {path.relative_to(directory)}")
-    state.out.print("\nNext: edit customers/*.yaml, then `rollwave validate`.")
+        state.out.print(f"  {escape(str(path.relative_to(directory)))}", soft_wrap=True)
+    where = "" if directory.resolve() == Path.cwd().resolve() else f"cd {directory} && "
+    state.out.print(f"\nNext: edit customers/*.yaml (one file per customer), then "
+                    f"`{escape(where)}rollwave validate`.", soft_wrap=True)
 
 
 def validate(
@@ -48,32 +53,54 @@ def validate(
 ) -> None:
     """Check every workspace file and report every problem at once, with file:line and a hint.
 
-    Exits 1 when there is any error (warnings alone exit 0), so it fits in CI.
+    Exits 1 when there is any error (warnings alone exit 0), so it fits in CI. One line per
+    problem (`file:line:column: message`), never wrapped, so editors and CI logs can link it.
     """
+    from rich.markup import escape
+
     from rollwave.services import workspace as service
 
     report = service.validate(state.options.workspace)
     if as_json:
         state.emit_json({"ok": report.ok, "problems": [p.to_dict() for p in report.problems],
                          "summary": report.summary})
-        raise typer.Exit(0 if report.ok else 1)
+        _exit(0 if report.ok else 1)
+        return
     for problem in report.problems:
         colour = "red" if problem.severity == "error" else "yellow"
-        state.out.print(f"[{colour}]{problem.location()}[/]: {problem.message}"
-                        + (f" [dim](at {problem.path})[/]" if problem.path and problem.file
-                           else ""), markup=True)
+        label = "" if problem.severity == "error" else "warning: "
+        where = f" [dim](at {escape(problem.path)})[/]" if problem.path and problem.file else ""
+        state.out.print(f"[{colour}]{escape(problem.location())}[/]: {label}"
+                        f"{escape(problem.message)}{where}", soft_wrap=True)
         if problem.hint:
-            state.out.print(f"    [dim]hint: {problem.hint}[/]")
+            state.out.print(f"    [dim]hint: {escape(problem.hint)}[/]", soft_wrap=True)
+    errors = sum(1 for p in report.problems if p.severity == "error")
+    warnings = len(report.problems) - errors
     if report.ok:
-        state.out.print(f"[green]✓ workspace is valid[/]: {report.summary}")
-    else:
-        errors = sum(1 for p in report.problems if p.severity == "error")
-        state.out.print(f"[red]✗ {errors} error{'s' if errors != 1 else ''}[/]")
-        raise typer.Exit(1)
+        extra = f" ({warnings} warning{'s' if warnings != 1 else ''})" if warnings else ""
+        state.out.print(f"[green]✓ workspace is valid[/]: {escape(report.summary)}{extra}",
+                        soft_wrap=True)
+        return
+    extra = f" and {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
+    state.out.print(f"[red]✗ {errors} error{'s' if errors != 1 else ''}{extra}[/]: fix them "
+                    "and run `rollwave validate` again", soft_wrap=True)
+    _exit(1)
+
+
+def _exit(code: int) -> None:
+    """Leave with ``code``.
+
+    SystemExit rather than ``typer.Exit``: ``rollwave.cli.app.main`` runs typer with
+    ``standalone_mode=False``, which turns ``typer.Exit(1)`` into a return value it drops, so
+    the process would exit 0 and CI would pass a broken workspace.
+    """
+    if code:
+        raise SystemExit(code)
 
 
 def schema(
-    kind: Annotated[str, typer.Argument(help="project (rollwave.yaml) or customer.")] = "project",
+    kind: Annotated[str, typer.Argument(
+        help="project (rollwave.yaml), customer (customers/*.yaml) or flag.")] = "project",
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Write every schema as <kind>.schema.json into this directory.")] = None,
 ) -> None:
@@ -92,5 +119,9 @@ def schema(
             state.out.print(f"wrote {out_dir / f'{name}.schema.json'}")
         return
     if kind not in all_schemas:
-        raise typer.BadParameter(f"choose one of: {', '.join(all_schemas)}", param_hint="KIND")
+        from rollwave.errors import Problem, ValidationFailed
+
+        raise ValidationFailed([Problem(message=f"no schema named '{kind}'", path="KIND",
+                                        hint=f"choose one of: {', '.join(all_schemas)}")],
+                               what="the schema choice")
     state.emit_json(all_schemas[kind])
