@@ -157,7 +157,7 @@ def generate(root: Path, customers: int, release: bool = False) -> None:
             "tags": sorted(rng.sample(TAGS, rng.choice((0, 0, 1, 1, 2)))),
             "labels": {"plan": rng.choice(("a", "b"))},
             "instances": {
-                "prod": {"environment": "prod", "target": {"port": 10000 + index}},
+                "prod": {"environment": "prod", "target": {"port": 10000 + 10 * index}},
                 "staging": {"environment": "staging"},
             },
         }

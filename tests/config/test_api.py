@@ -179,3 +179,17 @@ def test_secret_settings_are_checked_at_load(tmp_path: Path) -> None:
     assert sorted((p.path, p.message) for p in caught.value.problems) == [
         ("secrets.aws-sm.regionn", "unknown key 'regionn'"),
         ("secrets.vault", "unknown secret kind 'vault'")]
+
+
+def test_render_report_restores_the_garbage_collector(ws) -> None:
+    import gc
+
+    assert gc.isenabled()
+    render_report(ws)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        render_report(ws)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -65,7 +65,7 @@ def _reference(values: dict[str, Any]) -> bool:
 def test_quick_check_agrees_with_jsonschema(configs: list[dict[str, Any]]) -> None:
     run = ValidationRun(CompiledSchema(SchemaSource("s.json", SCHEMA)))
     for values in configs:
-        assert (run.validate(values, config_hash(values)) == []) == _reference(values), values
+        assert (not run.validate(values, config_hash(values))) == _reference(values), values
 
 
 @settings(max_examples=150, deadline=None)
@@ -75,7 +75,7 @@ def test_shared_sections_are_checked_once_but_correctly(a: dict[str, Any],
     run = ValidationRun(CompiledSchema(SchemaSource("s.json", SCHEMA)))
     shared = {**b, "server": a["server"]}  # the same object in two configs
     for values in (a, shared):
-        assert (run.validate(values, config_hash(values)) == []) == _reference(values)
+        assert (not run.validate(values, config_hash(values))) == _reference(values)
 
 
 def test_errors_are_complete_and_sorted() -> None:

@@ -214,7 +214,7 @@ class Setting:
 Provenance = Mapping[JsonPath, tuple[Setting, ...]]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class RenderedConfig:
     """The configuration one instance gets for one service.
 
@@ -233,7 +233,7 @@ class RenderedConfig:
     schema: str | None = None
     layers: tuple[LayerRef, ...] = ()
     tracer: Callable[[], Provenance] | None = field(default=None, repr=False)
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    _provenance: Provenance | None = field(default=None, repr=False)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -242,12 +242,11 @@ class RenderedConfig:
     @property
     def provenance(self) -> Provenance:
         """Every layer that set each key path (lowest first; the last one won)."""
-        cached = self._cache.get("provenance")
+        cached = self._provenance
         if cached is None:
             cached = self.tracer() if self.tracer is not None else {}
-            self._cache["provenance"] = cached
-        result: Provenance = cached
-        return result
+            object.__setattr__(self, "_provenance", cached)  # a cache, not state
+        return cached
 
     def settings_at(self, path: JsonPath) -> tuple[Setting, ...]:
         """The settings of ``path`` or, failing that, of its nearest ancestor with any."""

@@ -14,7 +14,9 @@ the overlays whose ``match:`` selects the instance (by priority, then name), the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +83,10 @@ class _Stack:
         if self._refs is None:
             self._refs = tuple(layer.ref() for layer in self.layers)
         return self._refs
+
+    def __call__(self) -> Provenance:
+        """The stack is its configs' provenance tracer (no bound method per config)."""
+        return self.provenance()
 
     def provenance(self) -> Provenance:
         if self._provenance is None:
@@ -282,32 +288,32 @@ class Renderer:
         if not stack.dynamic:
             values, digest = stack.static()
         else:
-            facts = {**self.facts(inst), "service": service}
-            if version is not None:
-                facts["version"] = version
-            session = Session(self.engine, stack.tree, facts)
+            extra = {"service": service} if version is None else {"service": service,
+                                                                   "version": version}
+            session = Session(self.engine, stack.tree, self.facts(inst), extra)
             values = finalize(stack.tree, stack.trie or {}, session)
+            session.close()
             if session.failures:
                 return _template_issues(session, inst.key, service), stack
             digest = config_hash(values)
         schema = self.schema_for(service, version)
         return RenderedConfig(instance=inst.key, service=service, values=values, hash=digest,
                               version=version, schema=schema.file if schema else None,
-                              layers=stack.refs(), tracer=stack.provenance), stack
+                              layers=stack.refs(), tracer=stack), stack
 
     def schema_for(self, service: str, version: str | None) -> SchemaSource | None:
         src = self.sources.services[service]
         return choose_schema(src.schema, src.schemas, version)
 
     def validate(self, config: RenderedConfig, stack: _Stack | None = None,
-                 ) -> list[ConfigIssue]:
+                 ) -> Sequence[ConfigIssue]:
         """Schema errors of one rendered config, each located at the layer that set it.
 
         ``stack`` (what :meth:`render` rendered it from) lets configs of one stack share work.
         """
         source = self.schema_for(config.service, config.version)
         if source is None:
-            return []
+            return _NO_ISSUES
         entry = self._runs.get(id(source))
         if entry is None:
             entry = (source, ValidationRun(self.sources.compiled(source)))
@@ -315,6 +321,8 @@ class Renderer:
         errors = (entry[1].validate(config.values, config.hash, stack.tree, stack.trie)
                   if stack is not None and stack.dynamic else
                   entry[1].validate(config.values, config.hash))
+        if not errors:
+            return _NO_ISSUES
         issues = []
         for error in errors:
             settings = config.settings_at(error.path)
@@ -327,6 +335,27 @@ class Renderer:
                 hint=f"fix the value or the schema {source.file}" if where else
                 f"add the value in a layer, or change the schema {source.file}"))
         return issues
+
+
+_NO_ISSUES: tuple[ConfigIssue, ...] = ()
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector during a batch render.
+
+    A fleet render allocates hundreds of thousands of long-lived, acyclic objects (configs
+    are dicts, lists and strings, freed by reference counting); each full collection would
+    re-scan all of them for cycles that cannot exist (about a quarter of the render time at
+    10,000 instances). Collection resumes, as it was, when the batch ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _for(issue: ConfigIssue, instance: str) -> ConfigIssue:
@@ -400,19 +429,23 @@ def render_report(workspace: Workspace, *, services: Iterable[str] | None = None
     renderer = renderer or Renderer(workspace, limits)
     versions = versions or {}
     wanted, chosen = _select(workspace, services, instances)
-    report = FleetReport(source_problems=list(renderer.sources.problems))
-    for service in wanted:
-        version = versions.get(service)
-        for inst in chosen:
-            if service not in inst.services:
-                continue
-            result, stack = renderer.render_stack(inst, service, version)
-            if isinstance(result, list):
-                report.issues.extend(result)
-                continue
-            report.configs[(inst.key, service)] = result
-            if validate:
-                report.issues.extend(renderer.validate(result, stack))
+    known = {(p.file, p.line, p.message) for p in workspace.warnings}
+    report = FleetReport(source_problems=[  # warnings the loader already reported are left out
+        p for p in renderer.sources.problems
+        if p.severity == "error" or (p.file, p.line, p.message) not in known])
+    with _cyclic_gc_paused():
+        for service in wanted:
+            version = versions.get(service)
+            for inst in chosen:
+                if service not in inst.services:
+                    continue
+                result, stack = renderer.render_stack(inst, service, version)
+                if isinstance(result, list):
+                    report.issues.extend(result)
+                    continue
+                report.configs[(inst.key, service)] = result
+                if validate:
+                    report.issues.extend(renderer.validate(result, stack))
     return report
 
 

@@ -301,14 +301,15 @@ class ValidationRun:
 
     def __init__(self, compiled: CompiledSchema) -> None:
         self.compiled = compiled
-        self._by_hash: dict[str, list[SchemaErrorInfo]] = {}
-        self._shared: dict[tuple[int, int], tuple[Any, bool]] = {}
+        self._by_hash: dict[str, tuple[SchemaErrorInfo, ...]] = {}
+        self._objects: dict[tuple[int, int], Any] = {}  # keeps checked values alive
+        self._results: dict[tuple[int, int], bool] = {}
         self._scalars: dict[tuple[int, type, Any], bool] = {}
         self._plans: dict[int, _Plan | None] = {}
 
     def validate(self, values: dict[str, Any], content_hash: str, tree: Any = None,
-                 markers: Any = None) -> list[SchemaErrorInfo]:
-        """Errors in ``values`` (whose hash is ``content_hash``); [] when valid.
+                 markers: Any = None) -> tuple[SchemaErrorInfo, ...]:
+        """Errors in ``values`` (whose hash is ``content_hash``); () when valid.
 
         ``tree`` and ``markers`` (the merged stack ``values`` was rendered from, and the trie
         of its rendered leaves) let configs of one stack share the check of its fixed part.
@@ -322,7 +323,7 @@ class ValidationRun:
                     for path, node in plan.leaves)
             else:
                 ok = self._valid(self.compiled.tree, values)
-            found = [] if ok else self.compiled.errors(values)
+            found = () if ok else tuple(self.compiled.errors(values))
             self._by_hash[content_hash] = found
         return found
 
@@ -357,11 +358,11 @@ class ValidationRun:
         if kind is not dict and kind is not list:
             return True  # a template or secret marker in a stack tree: checked per instance
         memo = (id(node), id(value))
-        found = self._shared.get(memo)
-        if found is not None and found[0] is value:
-            return found[1]
+        if self._objects.get(memo) is value:
+            return self._results[memo]
         result = self._check(node, value)
-        self._shared[memo] = (value, result)  # keeps value alive, so its id stays unique
+        self._objects[memo] = value  # kept alive, so its id stays unique
+        self._results[memo] = result
         return result
 
     def _check(self, node: Node, value: Any) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
@@ -255,7 +255,7 @@ class TemplateEngine:
         compiled = self.compile(template)
         try:
             if compiled.parts is not None:
-                value = _render_parts(compiled, context)
+                value = _render_parts(compiled, lambda name: context.get(name, _FALLBACK))
                 if value is not _FALLBACK:
                     return value
                 if compiled.native and compiled.expression is None:
@@ -298,14 +298,14 @@ class TemplateEngine:
 _FALLBACK: Any = object()
 
 
-def _render_parts(compiled: _Compiled, context: Mapping[str, Any]) -> Any:
+def _render_parts(compiled: _Compiled, lookup: Callable[[str], Any]) -> Any:
     parts = compiled.parts or []
     values: list[Any] = []
     for kind, name, attr in parts:
         if kind == 0:
             values.append(name)
             continue
-        value = context.get(name, _FALLBACK)
+        value = lookup(name)
         if kind == 2:
             value = value.get(attr, _FALLBACK) if type(value) is dict else _FALLBACK
         elif kind == 3 and value is _FALLBACK:
@@ -408,16 +408,28 @@ class Session:
     """Renders the markers of one merged tree for one instance (memo + loop detection)."""
 
     def __init__(self, engine: TemplateEngine, tree: dict[str, Any],
-                 facts: Mapping[str, Any]) -> None:
+                 facts: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> None:
         self.engine = engine
         self.limits = engine.limits
         self.tree = tree
-        self.facts = facts
+        self._facts = facts
+        self._extra = extra or {}
         self.failures: list[TemplateRenderError] = []
-        self._memo: dict[JsonPath, Any] = {}
-        self._failed: dict[JsonPath, TemplateRenderError] = {}
-        self._stack: list[JsonPath] = []
+        self._state: tuple[dict[JsonPath, Any], dict[JsonPath, TemplateRenderError],
+                           list[JsonPath]] | None = None
+        self._merged: dict[str, Any] | None = None
         self._with_config: dict[str, Any] | None = None
+
+    @property
+    def facts(self) -> Mapping[str, Any]:
+        """The instance's facts plus ``service``/``version`` (built on first use)."""
+        if self._merged is None:
+            self._merged = {**self._facts, **self._extra} if self._extra else dict(self._facts)
+        return self._merged
+
+    def _lookup_fact(self, name: str) -> Any:
+        found = self._extra.get(name, _FALLBACK)
+        return self._facts.get(name, _FALLBACK) if found is _FALLBACK else found
 
     def lookup(self, node: Any, path: JsonPath) -> Any:
         """A config value as a template reads it (``config.db.host``)."""
@@ -441,20 +453,23 @@ class Session:
         return self._with_config
 
     def _render(self, template: Template, path: JsonPath) -> Any:
-        if path in self._memo:
-            return self._memo[path]
-        if path in self._failed:
-            raise self._failed[path]
-        if path in self._stack:
-            chain = [*self._stack[self._stack.index(path):], path]
+        if self._state is None:
+            self._state = ({}, {}, [])
+        memo, failed, stack = self._state
+        if path in memo:
+            return memo[path]
+        if path in failed:
+            raise failed[path]
+        if path in stack:
+            chain = [*stack[stack.index(path):], path]
             raise TemplateRenderError("template recursion: " + " → ".join(
                 display_path(p) for p in chain), template, path)
-        if len(self._stack) >= self.limits.max_reference_depth:
-            steps = " → ".join(display_path(p) for p in [*self._stack, path])
+        if len(stack) >= self.limits.max_reference_depth:
+            steps = " → ".join(display_path(p) for p in [*stack, path])
             raise TemplateRenderError(f"templates refer to each other more than "
                                       f"{self.limits.max_reference_depth} levels deep: {steps}",
                                       template, path, depth=True)
-        self._stack.append(path)
+        stack.append(path)
         try:
             value = self.engine.render(template, self._context(template))
         except TemplateRenderError as exc:
@@ -469,11 +484,11 @@ class Session:
                     f"uses config.{display_path(root.path)}, which cannot be rendered: "
                     f"{root.message}", template, path)
                 own.root = root
-            self._failed[path] = own
+            failed[path] = own
             raise own from None
         finally:
-            self._stack.pop()
-        self._memo[path] = value
+            stack.pop()
+        memo[path] = value
         return value
 
     def final(self, node: Any, path: JsonPath) -> Any:
@@ -482,7 +497,7 @@ class Session:
             if type(node) is Template:
                 compiled = self.engine.compile(node)
                 if compiled.parts is not None and "config" not in compiled.names:
-                    value = _render_parts(compiled, self.facts)  # the common, simple case
+                    value = _render_parts(compiled, self._lookup_fact)  # the common case
                     if value is not _FALLBACK:
                         return value
                 return self._render(node, path)
@@ -494,6 +509,11 @@ class Session:
                     template, Template) else exc.template, path)
             self.failures.append(exc)
             return None
+
+    def close(self) -> None:
+        """Drop what ties ``config`` views back to this session (a reference cycle)."""
+        self._with_config = None
+        self._state = None
 
     def _secret(self, node: SecretRef, path: JsonPath) -> dict[str, str]:
         if node.final is not None:
