@@ -20,7 +20,9 @@ those instances, an inconclusive run pauses.
   under the marginal threshold (75) fails at once, and the last interval must reach the pass
   threshold (95). The control is the instance's stable peers over the same minutes
   (``kayenta``, a baseline cluster) or the instance itself before its update
-  (``kayenta-self``).
+  (``kayenta-self``). ``kayenta-floor`` is ``kayenta-self`` with Kayenta's own effect-size
+  knob set to our floors (``allowedIncrease`` 1.25 for gauges, 1.5 for the error ratio): how
+  far the published judge gets with the same tolerance for small moves.
 """
 
 from __future__ import annotations
@@ -71,8 +73,13 @@ def _updated(sc: Scenario, inst: Instance, now: float) -> bool:
 
 
 def _fleet_action(
-    sc: Scenario, now: float, failed: list[Instance], paused: list[Instance],
-    passed: list[Instance], updated: list[Instance], why: dict[str, str],
+    sc: Scenario,
+    now: float,
+    failed: list[Instance],
+    paused: list[Instance],
+    passed: list[Instance],
+    updated: list[Instance],
+    why: dict[str, str],
 ) -> Decision:
     """The failure-budget rule of a fleet tool without blame."""
     customers = sorted({i.customer for i in failed})
@@ -97,11 +104,15 @@ def policy_for(sc: Scenario) -> VerificationPolicy:
     for m in sc.metrics.values():
         if m.kind != "gauge":
             continue
-        checks.append(GaugeCheck(
-            name=m.name, metric=m.name, direction=Direction(m.direction),
-            trend_horizon=3600.0 if m.leak else None,
-            load=None if m.leak or sc.slo is None else sc.slo.total,
-        ))
+        checks.append(
+            GaugeCheck(
+                name=m.name,
+                metric=m.name,
+                direction=Direction(m.direction),
+                trend_horizon=3600.0 if m.leak else None,
+                load=None if m.leak or sc.slo is None else sc.slo.total,
+            )
+        )
     if sc.slo is not None:
         checks.append(RatioCheck("error-ratio", sc.slo.errors, sc.slo.total))
         checks.append(BurnRateCheck("slo", sc.slo.errors, sc.slo.total, objective=sc.slo.objective))
@@ -120,7 +131,9 @@ class Ours:
     def decide(self, sc: Scenario, now: float, excluded: set[str]) -> Decision:
         fleet = [
             InstanceData(
-                instance=i.id, customer=i.customer, series=_cut(i, now),
+                instance=i.id,
+                customer=i.customer,
+                series=_cut(i, now),
                 updated_at=None if i.updated_at is None else sc.time(i.updated_at),
                 cohort=i.cohort,
             )
@@ -141,15 +154,26 @@ def argo_checks(sc: Scenario, failure_limit: int) -> list[ThresholdCheck]:
     for m in sc.metrics.values():
         if m.kind == "gauge" and m.threshold is not None:
             op = "<=" if m.direction != "decrease" else ">="
-            checks.append(ThresholdCheck(
-                name=m.name, metric=m.name, success=Condition(op, m.threshold),
-                failure_limit=failure_limit, count=sc.bake,
-            ))
+            checks.append(
+                ThresholdCheck(
+                    name=m.name,
+                    metric=m.name,
+                    success=Condition(op, m.threshold),
+                    failure_limit=failure_limit,
+                    count=sc.bake,
+                )
+            )
     if sc.slo is not None:
-        checks.append(ThresholdCheck(
-            name="error-ratio", numerator=sc.slo.errors, denominator=sc.slo.total,
-            success=Condition("<=", sc.slo.threshold), failure_limit=failure_limit, count=sc.bake,
-        ))
+        checks.append(
+            ThresholdCheck(
+                name="error-ratio",
+                numerator=sc.slo.errors,
+                denominator=sc.slo.total,
+                success=Condition("<=", sc.slo.threshold),
+                failure_limit=failure_limit,
+                count=sc.bake,
+            )
+        )
     return checks
 
 
@@ -186,15 +210,29 @@ class Argo:
 # ----------------------------------------------------------------------------- Kayenta
 
 
-def kayenta_metrics(sc: Scenario) -> list[KayentaMetric]:
+def kayenta_metrics(sc: Scenario, floors: bool = False) -> list[KayentaMetric]:
+    """Every gauge and the error ratio; ``floors`` sets Kayenta's allowed increase to ours."""
     ms = [
-        KayentaMetric(m.name, direction=Direction(m.direction), nan_strategy="remove",
-                      groups=(m.group or m.name,))
-        for m in sc.metrics.values() if m.kind == "gauge"
+        KayentaMetric(
+            m.name,
+            direction=Direction(m.direction),
+            nan_strategy="remove",
+            groups=(m.group or m.name,),
+            allowed_increase=1.25 if floors else None,
+        )
+        for m in sc.metrics.values()
+        if m.kind == "gauge"
     ]
     if sc.slo is not None:
-        ms.append(KayentaMetric("error-ratio", direction=Direction.INCREASE,
-                                nan_strategy="remove", groups=("errors",)))
+        ms.append(
+            KayentaMetric(
+                "error-ratio",
+                direction=Direction.INCREASE,
+                nan_strategy="remove",
+                groups=("errors",),
+                allowed_increase=1.5 if floors else None,
+            )
+        )
     return ms
 
 
@@ -212,30 +250,39 @@ def _values(sc: Scenario, series: dict[str, Series], name: str, t0: float, t1: f
 @dataclass
 class Kayenta:
     control: str = "peers"  # or "self": the instance before its update
+    floors: bool = False  # allowedIncrease 1.25 (gauges) and 1.5 (error ratio), as ours
     pass_threshold: float = 95.0
     marginal_threshold: float = 75.0
     name: str = "kayenta"
-    _cache: dict[tuple[str, str, int, frozenset[str]], tuple[ScoreLabel, float, str]] = field(default_factory=dict)
+    _cache: dict[tuple[str, str, int, frozenset[str]], tuple[ScoreLabel, float, str]] = field(
+        default_factory=dict
+    )
 
-    def _judge(self, sc: Scenario, inst: Instance, k: int, excluded: set[str]) -> tuple[
-        ScoreLabel, float, str
-    ]:
-        key = (sc.name, inst.id, k, frozenset(excluded))
+    def _judge(
+        self, sc: Scenario, inst: Instance, k: int, excluded: set[str]
+    ) -> tuple[ScoreLabel, float, str]:
+        key = (str(sc.path), inst.id, k, frozenset(excluded))
         if key in self._cache:
             return self._cache[key]
         assert inst.updated_at is not None
         u = sc.time(inst.updated_at)
         t1 = u + k * sc.interval_seconds
-        metrics = kayenta_metrics(sc)
+        metrics = kayenta_metrics(sc, self.floors)
         data = {}
         if self.control == "self":
             controls: Sequence[Instance] = [inst]
             c0, c1 = u - sc.baseline * sc.step, u
         else:
             fleet = [
-                InstanceData(i.id, i.customer, {}, None if i.updated_at is None
-                             else sc.time(i.updated_at), i.cohort)
-                for i in sc.instances if i.id not in excluded
+                InstanceData(
+                    i.id,
+                    i.customer,
+                    {},
+                    None if i.updated_at is None else sc.time(i.updated_at),
+                    i.cohort,
+                )
+                for i in sc.instances
+                if i.id not in excluded
             ]
             me = next(f for f in fleet if f.instance == inst.id)
             ids = {p.instance for p in peers_of(me, fleet, u, t1)}
@@ -245,8 +292,12 @@ class Kayenta:
             exp = _values(sc, inst.series, m.name, u, t1)
             ctl = [_values(sc, c.series, m.name, c0, c1) for c in controls]
             data[m.name] = (np.concatenate(ctl) if ctl else np.zeros(0), exp)
-        r = kayenta_judge(metrics, data, pass_threshold=self.pass_threshold,
-                          marginal_threshold=self.marginal_threshold)
+        r = kayenta_judge(
+            metrics,
+            data,
+            pass_threshold=self.pass_threshold,
+            marginal_threshold=self.marginal_threshold,
+        )
         out = (r.label, r.score, r.to_check_result().explanation)
         self._cache[key] = out
         return out
@@ -262,7 +313,7 @@ class Kayenta:
             done = int((now - sc.time(inst.updated_at)) // sc.interval_seconds + 1e-9)
             verdict = None
             for k in range(1, min(done, sc.bake) + 1):
-                label, score, text = self._judge(sc, inst, k, excluded)
+                label, _score, text = self._judge(sc, inst, k, excluded)
                 if label is ScoreLabel.FAIL or (k == sc.bake and label is not ScoreLabel.PASS):
                     verdict = "fail"
                     why[inst.id] = f"interval {k}: {text}"
@@ -284,4 +335,5 @@ def all_deciders() -> dict[str, object]:
         "argo-fl3": Argo(3, "argo-fl3"),
         "kayenta": Kayenta("peers", name="kayenta"),
         "kayenta-self": Kayenta("self", name="kayenta-self"),
+        "kayenta-floor": Kayenta("self", floors=True, name="kayenta-floor"),
     }

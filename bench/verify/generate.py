@@ -40,8 +40,22 @@ NAB = "../shared/data/nab/data"
 NEZHA = "../shared/data/nezha/rca_data"
 LENGTH, W1, W2, W3 = 160, 60, 90, 120
 
-NAMES = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell",
-         "cyberdyne", "soylent", "aperture", "oscorp", "vandelay"]
+NAMES = [
+    "acme",
+    "globex",
+    "initech",
+    "umbrella",
+    "hooli",
+    "stark",
+    "wayne",
+    "wonka",
+    "tyrell",
+    "cyberdyne",
+    "soylent",
+    "aperture",
+    "oscorp",
+    "vandelay",
+]
 
 METRICS = {
     "requests": {"kind": "counter"},
@@ -58,34 +72,63 @@ SETS: dict[str, dict[str, Any]] = {
         "hipster": [("2022-08-22", o) for o in (250, 420, 590, 760, 930)],
         "tt": [],
         "tweets": ["AAPL", "AMZN", "CRM", "UPS"],
-        "cpu": ["ec2_cpu_utilization_24ae8d", "ec2_cpu_utilization_53ea38",
-                "ec2_cpu_utilization_5f5533", "ec2_cpu_utilization_77c1ca"],
+        "cpu": [
+            "ec2_cpu_utilization_24ae8d",
+            "ec2_cpu_utilization_53ea38",
+            "ec2_cpu_utilization_5f5533",
+            "ec2_cpu_utilization_77c1ca",
+        ],
         "travel": "TravelTime_387",
         "taxi_offsets": (300, 2000),
-        "shapes": [("realKnownCause/cpu_utilization_asg_misconfiguration.csv", 17002),
-                   ("realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv", 3080)],
+        "shapes": [
+            ("realKnownCause/cpu_utilization_asg_misconfiguration.csv", 17002),
+            ("realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv", 3080),
+        ],
         "release_shape": ("realTraffic/TravelTime_387.csv", 428),
     },
     "heldout": {
         "seeds": 101,
         "hipster": [("2022-08-23", o) for o in (290, 450)],
-        "tt": [("2023-01-29", o) for o in (430, 600, 760)] + [("2023-01-30", o) for o in (160, 340, 520)],
+        "tt": [("2023-01-29", o) for o in (430, 600, 760)]
+        + [("2023-01-30", o) for o in (160, 340, 520)],
         "tweets": ["FB", "GOOG", "IBM", "KO"],
-        "cpu": ["ec2_cpu_utilization_825cc2", "ec2_cpu_utilization_ac20cd",
-                "ec2_cpu_utilization_c6585a", "ec2_cpu_utilization_fe7f93"],
+        "cpu": [
+            "ec2_cpu_utilization_825cc2",
+            "ec2_cpu_utilization_ac20cd",
+            "ec2_cpu_utilization_c6585a",
+            "ec2_cpu_utilization_fe7f93",
+        ],
         "travel": "TravelTime_451",
         "taxi_offsets": (5000, 7600),
-        "shapes": [("realAWSCloudwatch/ec2_cpu_utilization_ac20cd.csv", 3575),
-                   ("realAWSCloudwatch/rds_cpu_utilization_e47b3b.csv", 2585)],
+        "shapes": [
+            ("realAWSCloudwatch/ec2_cpu_utilization_ac20cd.csv", 3575),
+            ("realAWSCloudwatch/rds_cpu_utilization_e47b3b.csv", 2585),
+        ],
         "release_shape": ("realTraffic/TravelTime_451.csv", 546),
     },
 }
-HIPSTER_PODS = ["frontend", "cartservice", "productcatalogservice", "currencyservice",
-                "checkoutservice", "recommendationservice", "adservice", "shippingservice",
-                "paymentservice", "emailservice"]
-TT_PODS = ["ts-gateway-service", "ts-ui-dashboard", "ts-order-service", "ts-travel-service",
-           "ts-travel2-service", "ts-order-other-service", "ts-verification-code-service",
-           "ts-auth-service"]
+HIPSTER_PODS = [
+    "frontend",
+    "cartservice",
+    "productcatalogservice",
+    "currencyservice",
+    "checkoutservice",
+    "recommendationservice",
+    "adservice",
+    "shippingservice",
+    "paymentservice",
+    "emailservice",
+]
+TT_PODS = [
+    "ts-gateway-service",
+    "ts-ui-dashboard",
+    "ts-order-service",
+    "ts-travel-service",
+    "ts-travel2-service",
+    "ts-order-other-service",
+    "ts-verification-code-service",
+    "ts-auth-service",
+]
 LOW_TRAFFIC_HIPSTER = {"checkoutservice", "paymentservice", "emailservice"}
 
 
@@ -111,17 +154,42 @@ def _nab_times(rel: str) -> list[dt.datetime]:
 @functools.lru_cache(maxsize=1)
 def _windows() -> dict[str, list[tuple[dt.datetime, dt.datetime]]]:
     raw = json.loads((REPO_ROOT / "../shared/data/nab/labels/combined_windows.json").read_text())
-    return {k: [(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b)) for a, b in v]
-            for k, v in raw.items()}
+    return {
+        k: [(dt.datetime.fromisoformat(a), dt.datetime.fromisoformat(b)) for a, b in v]
+        for k, v in raw.items()
+    }
 
 
-def nab_offset(rel: str, rng: np.random.Generator, length: int = LENGTH, near: int | None = None) -> int:
-    """A segment start whose rows avoid every labeled anomaly window of the file."""
+@functools.lru_cache(maxsize=32)
+def _nab_values(rel: str) -> np.ndarray:
+    with open(REPO_ROOT / NAB / rel) as fh:
+        rows = list(csv.reader(fh))[1:]
+    return np.array([float(r[1]) for r in rows])
+
+
+def _steady(values: np.ndarray, block: int = 20, ratio: float = 2.5) -> bool:
+    """No sustained level shift: every 20-row block median within x2.5 of every other.
+
+    NAB's labels are not exhaustive; a healthy background must not hide an unlabeled shift
+    (ec2_cpu_utilization_ac20cd jumps x10 around row 590, unlabeled).
+    """
+    meds = np.array([np.median(values[i : i + block]) for i in range(0, values.size, block)])
+    meds = np.maximum(meds, 1e-9 + 0.01 * float(np.median(np.abs(values))))
+    return bool(meds.max() / meds.min() <= ratio)
+
+
+def nab_offset(
+    rel: str, rng: np.random.Generator, length: int = LENGTH, near: int | None = None
+) -> int:
+    """A segment start that avoids every labeled anomaly window and every unlabeled shift."""
     times = _nab_times(rel)
+    values = _nab_values(rel)
     wins = _windows().get(rel, [])
     ok = [
-        o for o in range(0, len(times) - length, 7)
+        o
+        for o in range(0, len(times) - length, 7)
         if not any(a <= times[o + length - 1] and times[o] <= b for a, b in wins)
+        and _steady(values[o : o + length])
     ]
     if near is not None:
         ok = [o for o in ok if abs(o - near) < 600] or ok
@@ -152,9 +220,14 @@ def _layout(n: int = 10, pairs: tuple[int, ...] = ()) -> list[dict[str, Any]]:
     return out
 
 
-def synth_fleet(rng: np.random.Generator, n: int = 10, pairs: tuple[int, ...] = (),
-                noise: float = 1.0, low_traffic: tuple[int, ...] = (),
-                bursts: bool = False) -> list[dict[str, Any]]:
+def synth_fleet(
+    rng: np.random.Generator,
+    n: int = 10,
+    pairs: tuple[int, ...] = (),
+    noise: float = 1.0,
+    low_traffic: tuple[int, ...] = (),
+    bursts: bool = False,
+) -> list[dict[str, Any]]:
     """A demo-fleet-like fleet: heterogeneous customers, two regions, diurnal traffic."""
     fleet = _layout(n, pairs)
     for i, inst in enumerate(fleet):
@@ -163,31 +236,64 @@ def synth_fleet(rng: np.random.Generator, n: int = 10, pairs: tuple[int, ...] = 
         level = float(np.exp(rng.normal(np.log(200), 0.8)))
         if i in low_traffic:
             level = float(rng.uniform(8, 20))
-        req: dict[str, Any] = {"level": round(level, 1), "noise": "poisson",
-                               "diurnal": round(float(rng.uniform(0.1, 0.3)), 2),
-                               "period": 1440, "phase": 0.25 * region}
+        req: dict[str, Any] = {
+            "level": round(level, 1),
+            "noise": "poisson",
+            "diurnal": round(float(rng.uniform(0.1, 0.3)), 2),
+            "period": 1440,
+            "phase": 0.25 * region,
+        }
         if bursts:
-            req["bursts"] = {"p": 0.02, "factor": round(float(rng.uniform(1.5, 3.0)), 2), "length": 3}
+            req["bursts"] = {
+                "p": 0.02,
+                "factor": round(float(rng.uniform(1.5, 3.0)), 2),
+                "length": 3,
+            }
         sigma = float(rng.uniform(0.06, 0.16)) * noise * (2.0 if i in low_traffic else 1.0)
         inst["series"] = {
             "requests": {"synth": req},
-            "errors": {"synth": {"ratio_of": "requests",
-                                 "p": round(float(rng.uniform(0.001, 0.006)), 4)}},
-            "latency_p95": {"synth": {"level": round(float(rng.uniform(0.08, 0.6)), 3),
-                                      "noise": "lognormal", "sigma": round(sigma, 3),
-                                      "ar": round(float(rng.uniform(0.3, 0.7)), 2),
-                                      "load_of": "requests", "elasticity": 0.3}},
-            "cpu": {"synth": {"level": round(float(rng.uniform(10, 60)), 1), "noise": "lognormal",
-                              "sigma": round(0.08 * noise, 3), "ar": 0.6, "load_of": "requests",
-                              "elasticity": 0.8}},
-            "memory": {"synth": {"level": round(float(rng.uniform(200, 900)), 0),
-                                 "noise": "normal", "sigma": 0.01, "ar": 0.9}},
+            "errors": {
+                "synth": {"ratio_of": "requests", "p": round(float(rng.uniform(0.001, 0.006)), 4)}
+            },
+            "latency_p95": {
+                "synth": {
+                    "level": round(float(rng.uniform(0.08, 0.6)), 3),
+                    "noise": "lognormal",
+                    "sigma": round(sigma, 3),
+                    "ar": round(float(rng.uniform(0.3, 0.7)), 2),
+                    "load_of": "requests",
+                    "elasticity": 0.3,
+                }
+            },
+            "cpu": {
+                "synth": {
+                    "level": round(float(rng.uniform(10, 60)), 1),
+                    "noise": "lognormal",
+                    "sigma": round(0.08 * noise, 3),
+                    "ar": 0.6,
+                    "load_of": "requests",
+                    "elasticity": 0.8,
+                }
+            },
+            "memory": {
+                "synth": {
+                    "level": round(float(rng.uniform(200, 900)), 0),
+                    "noise": "normal",
+                    "sigma": 0.01,
+                    "ar": 0.9,
+                }
+            },
         }
     return fleet
 
 
-def nezha_fleet(rng: np.random.Generator, day: str, offset: int, system: str = "hipster",
-                pairs: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+def nezha_fleet(
+    rng: np.random.Generator,
+    day: str,
+    offset: int,
+    system: str = "hipster",
+    pairs: tuple[int, ...] = (),
+) -> list[dict[str, Any]]:
     """Real pods as customers' instances: each pod's own load, latency, CPU and memory."""
     pods = list(HIPSTER_PODS if system == "hipster" else TT_PODS)
     n = len(pods)
@@ -199,20 +305,31 @@ def nezha_fleet(rng: np.random.Generator, day: str, offset: int, system: str = "
         f = _pod_file(day, pod)
         inst["pod"] = pod
         inst["series"] = {
-            "requests": {"file": f, "column": "PodWorkload(Ops)", "offset": offset, "scale": 60,
-                         "round": True},
-            "errors": {"synth": {"ratio_of": "requests",
-                                 "p": round(float(rng.uniform(0.001, 0.006)), 4)}},
-            "latency_p95": {"file": f, "column": "PodServerLatencyP95(s)", "offset": offset,
-                            "zero_as_missing": True},
+            "requests": {
+                "file": f,
+                "column": "PodWorkload(Ops)",
+                "offset": offset,
+                "scale": 60,
+                "round": True,
+            },
+            "errors": {
+                "synth": {"ratio_of": "requests", "p": round(float(rng.uniform(0.001, 0.006)), 4)}
+            },
+            "latency_p95": {
+                "file": f,
+                "column": "PodServerLatencyP95(s)",
+                "offset": offset,
+                "zero_as_missing": True,
+            },
             "cpu": {"file": f, "column": "CpuUsageRate(%)", "offset": offset},
             "memory": {"file": f, "column": "MemoryUsage(Mi)", "offset": offset},
         }
     return fleet
 
 
-def nab_fleet(rng: np.random.Generator, cfg: dict[str, Any], kind: str, variant: int = 0
-              ) -> list[dict[str, Any]]:
+def nab_fleet(
+    rng: np.random.Generator, cfg: dict[str, Any], kind: str, variant: int = 0
+) -> list[dict[str, Any]]:
     """Real NAB series as traffic (bursty tweets, diurnal taxi) or as noise (CPU, travel time)."""
     fleet = synth_fleet(rng)
     for i, inst in enumerate(fleet):
@@ -220,41 +337,71 @@ def nab_fleet(rng: np.random.Generator, cfg: dict[str, Any], kind: str, variant:
         if kind == "bursty":
             name = cfg["tweets"][i % len(cfg["tweets"])]
             rel = f"realTweets/Twitter_volume_{name}.csv"
-            s["requests"] = {"file": f"{NAB}/{rel}", "column": "value",
-                             "offset": nab_offset(rel, rng), "normalize": round(float(
-                                 np.exp(rng.normal(np.log(150), 0.6))), 1), "poisson": True}
+            s["requests"] = {
+                "file": f"{NAB}/{rel}",
+                "column": "value",
+                "offset": nab_offset(rel, rng),
+                "normalize": round(float(np.exp(rng.normal(np.log(150), 0.6))), 1),
+                "poisson": True,
+            }
             s["latency_p95"]["synth"]["elasticity"] = 0.35
         elif kind == "diurnal":
             rel = "realKnownCause/nyc_taxi.csv"
             base = cfg["taxi_offsets"][variant % 2] + (0 if inst["cohort"] == "region-0" else 12)
-            s["requests"] = {"file": f"{NAB}/{rel}", "column": "value",
-                             "offset": base + int(rng.integers(0, 3)),
-                             "normalize": round(float(np.exp(rng.normal(np.log(200), 0.6))), 1),
-                             "poisson": True}
+            s["requests"] = {
+                "file": f"{NAB}/{rel}",
+                "column": "value",
+                "offset": base + int(rng.integers(0, 3)),
+                "normalize": round(float(np.exp(rng.normal(np.log(200), 0.6))), 1),
+                "poisson": True,
+            }
         elif kind == "noise":
             cpu_rel = f"realAWSCloudwatch/{cfg['cpu'][i % len(cfg['cpu'])]}.csv"
-            s["cpu"] = {"file": f"{NAB}/{cpu_rel}", "column": "value",
-                        "offset": nab_offset(cpu_rel, rng),
-                        "normalize": round(float(rng.uniform(15, 50)), 1), "floor": 0.01}
+            s["cpu"] = {
+                "file": f"{NAB}/{cpu_rel}",
+                "column": "value",
+                "offset": nab_offset(cpu_rel, rng),
+                "normalize": round(float(rng.uniform(15, 50)), 1),
+                "floor": 0.01,
+            }
             tr = f"realTraffic/{cfg['travel']}.csv"
-            s["latency_p95"] = {"file": f"{NAB}/{tr}", "column": "value",
-                                "offset": nab_offset(tr, rng),
-                                "normalize": round(float(rng.uniform(0.1, 0.5)), 3)}
+            s["latency_p95"] = {
+                "file": f"{NAB}/{tr}",
+                "column": "value",
+                "offset": nab_offset(tr, rng),
+                "normalize": round(float(rng.uniform(0.1, 0.5)), 3),
+            }
     return fleet
 
 
 # ----------------------------------------------------------------------------- scenarios
 
 
-def scenario(name: str, split: str, seed: int, fleet: list[dict[str, Any]], expect: dict[str, Any],
-             description: str, tags: list[str], incidents: list[dict[str, Any]] | None = None
-             ) -> dict[str, Any]:
+def scenario(
+    name: str,
+    split: str,
+    seed: int,
+    fleet: list[dict[str, Any]],
+    expect: dict[str, Any],
+    description: str,
+    tags: list[str],
+    incidents: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     for inst in fleet:
         inst.pop("pod", None)
     doc: dict[str, Any] = {
-        "name": name, "description": description, "split": split, "tags": tags, "seed": seed,
-        "step": 60, "length": LENGTH, "analysis_interval": 5, "bake": 6, "baseline": 60,
-        "metrics": json.loads(json.dumps(METRICS)), "slo": dict(SLO),
+        "name": name,
+        "description": description,
+        "split": split,
+        "tags": tags,
+        "seed": seed,
+        "step": 60,
+        "length": LENGTH,
+        "analysis_interval": 5,
+        "bake": 6,
+        "baseline": 60,
+        "metrics": json.loads(json.dumps(METRICS)),
+        "slo": dict(SLO),
     }
     if incidents:
         doc["incidents"] = incidents
@@ -286,23 +433,25 @@ def _updated(fleet: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _release(fleet: list[dict[str, Any]], *faults: dict[str, Any]) -> None:
     for inst in _updated(fleet):
-        inst.setdefault("faults", []).extend(
-            {**f, "from": inst["updated_at"]} for f in faults
-        )
+        inst.setdefault("faults", []).extend({**f, "from": inst["updated_at"]} for f in faults)
 
 
 def _customer(inst: dict[str, Any], *faults: dict[str, Any]) -> None:
     inst.setdefault("faults", []).extend({**f, "from": inst["updated_at"]} for f in faults)
 
 
-def _bg(split: str, i: int, rng: np.random.Generator, **kw: Any) -> tuple[list[dict[str, Any]], str]:
+def _bg(
+    split: str, i: int, rng: np.random.Generator, **kw: Any
+) -> tuple[list[dict[str, Any]], str]:
     """Background fleet number ``i``: alternate synthetic and Nezha (hipster, then TrainTicket)."""
     cfg = SETS[split]
     real = cfg["hipster"] + cfg["tt"]
     if i % 2 == 1 and real:
         day, off = real[(i // 2) % len(real)]
         system = "hipster" if day.startswith("2022") else "tt"
-        return nezha_fleet(rng, day, off, system, kw.get("pairs", ())), f"nezha-{system}-{day}@{off}"
+        return nezha_fleet(
+            rng, day, off, system, kw.get("pairs", ())
+        ), f"nezha-{system}-{day}@{off}"
     return synth_fleet(rng, **kw), "synthetic"
 
 
@@ -321,87 +470,176 @@ def build(split: str) -> list[dict[str, Any]]:
     for i in range(6):
         s, rng = nxt()
         fleet, src = _bg(split, i, rng, noise=1.6 if i % 2 == 0 else 1.0)
-        docs.append(scenario(f"healthy-noisy-{i + 1:02d}", split, s, fleet, healthy,
-                             "a good release on noisy metrics", ["healthy", src]))
+        docs.append(
+            scenario(
+                f"healthy-noisy-{i + 1:02d}",
+                split,
+                s,
+                fleet,
+                healthy,
+                "a good release on noisy metrics",
+                ["healthy", src],
+            )
+        )
     # 3. hard healthy: bursty traffic, compressed diurnal, real noise, chronic customer, benign cost
     for i, kind in enumerate(["bursty", "bursty", "diurnal", "diurnal", "noise"]):
         s, rng = nxt()
         fleet = nab_fleet(rng, cfg, kind, variant=i)
-        docs.append(scenario(f"healthy-hard-{kind}-{i + 1:02d}", split, s, fleet, healthy,
-                             f"a good release on {kind} real NAB series", ["healthy", "hard", f"nab-{kind}"]))
+        docs.append(
+            scenario(
+                f"healthy-hard-{kind}-{i + 1:02d}",
+                split,
+                s,
+                fleet,
+                healthy,
+                f"a good release on {kind} real NAB series",
+                ["healthy", "hard", f"nab-{kind}"],
+            )
+        )
     s, rng = nxt()
     fleet, src = _bg(split, 1, rng)
     bad = fleet[4]
     bad["series"]["errors"] = {"synth": {"ratio_of": "requests", "p": 0.07}}
-    docs.append(scenario("healthy-hard-chronic-customer", split, s, fleet, healthy,
-                         f"{bad['id']} fails its SLO (7 % errors) before and after the update: "
-                         "pre-existing, not the release", ["healthy", "hard", src]))
+    docs.append(
+        scenario(
+            "healthy-hard-chronic-customer",
+            split,
+            s,
+            fleet,
+            healthy,
+            f"{bad['id']} fails its SLO (7 % errors) before and after the update: "
+            "pre-existing, not the release",
+            ["healthy", "hard", src],
+        )
+    )
     s, rng = nxt()
     fleet, src = _bg(split, 0, rng)
-    _release(fleet, _fault("cpu", "multiply", 0, factor=1.1), _fault("latency_p95", "multiply", 0, factor=0.85))
-    docs.append(scenario("healthy-hard-benign-cost", split, s, fleet, healthy,
-                         "the release costs 10 % more CPU and is 15 % faster: within every floor",
-                         ["healthy", "hard", src]))
+    _release(
+        fleet,
+        _fault("cpu", "multiply", 0, factor=1.1),
+        _fault("latency_p95", "multiply", 0, factor=0.85),
+    )
+    docs.append(
+        scenario(
+            "healthy-hard-benign-cost",
+            split,
+            s,
+            fleet,
+            healthy,
+            "the release costs 10 % more CPU and is 15 % faster: within every floor",
+            ["healthy", "hard", src],
+        )
+    )
 
     release = {"verdict": "regression", "blame": "release", "onset": W1}
     # 4. global regressions
-    for i, (metric, kind, kw) in enumerate([
-        ("errors", "error_ratio", {"p": 0.04, "of": "requests"}),
-        ("errors", "error_ratio", {"p": 0.03, "of": "requests"}),
-        ("latency_p95", "multiply", {"factor": 1.8}),
-    ]):
+    for i, (metric, kind, kw) in enumerate(
+        [
+            ("errors", "error_ratio", {"p": 0.04, "of": "requests"}),
+            ("errors", "error_ratio", {"p": 0.03, "of": "requests"}),
+            ("latency_p95", "multiply", {"factor": 1.8}),
+        ]
+    ):
         s, rng = nxt()
         fleet, src = _bg(split, i, rng)
         _release(fleet, _fault(metric, kind, 0, **kw))
-        docs.append(scenario(f"release-regression-{i + 1:02d}", split, s, fleet, release,
-                             f"the release regresses {metric} ({kind} {kw}) everywhere",
-                             ["regression", "release", src]))
+        docs.append(
+            scenario(
+                f"release-regression-{i + 1:02d}",
+                split,
+                s,
+                fleet,
+                release,
+                f"the release regresses {metric} ({kind} {kw}) everywhere",
+                ["regression", "release", src],
+            )
+        )
     s, rng = nxt()
     fleet, src = _bg(split, 0, rng)
     rel, at = cfg["release_shape"]
-    _release(fleet, _fault("latency_p95", "shape", 0, file=f"{NAB}/{rel}", column="value", at=at,
-                           power=0.7))
-    docs.append(scenario("release-regression-real-shape", split, s, fleet, release,
-                         f"latency follows the labeled real shift of {rel} from each update",
-                         ["regression", "release", "nab-shape", src]))
+    _release(
+        fleet,
+        _fault("latency_p95", "shape", 0, file=f"{NAB}/{rel}", column="value", at=at, power=0.7),
+    )
+    docs.append(
+        scenario(
+            "release-regression-real-shape",
+            split,
+            s,
+            fleet,
+            release,
+            f"latency follows the labeled real shift of {rel} from each update",
+            ["regression", "release", "nab-shape", src],
+        )
+    )
     # 5. customer-specific regressions
     cust = {"verdict": "regression", "blame": "customer", "onset": W2}
-    for i, (who, metric, kind, kw) in enumerate([
-        (4, "errors", "error_ratio", {"p": 0.05, "of": "requests"}),
-        (3, "latency_p95", "multiply", {"factor": 1.7}),
-        (1, "errors", "error_ratio", {"p": 0.08, "of": "requests"}),
-    ]):
+    for i, (who, metric, kind, kw) in enumerate(
+        [
+            (4, "errors", "error_ratio", {"p": 0.05, "of": "requests"}),
+            (3, "latency_p95", "multiply", {"factor": 1.7}),
+            (1, "errors", "error_ratio", {"p": 0.08, "of": "requests"}),
+        ]
+    ):
         s, rng = nxt()
         fleet, src = _bg(split, i, rng)
         _customer(fleet[who], _fault(metric, kind, 0, **kw))
-        docs.append(scenario(
-            f"customer-regression-{i + 1:02d}", split, s, fleet,
-            {**cust, "instances": [fleet[who]["id"]], "onset": fleet[who]["updated_at"]},
-            f"the release breaks only {fleet[who]['id']}'s customization ({metric})",
-            ["regression", "customer", src]))
+        docs.append(
+            scenario(
+                f"customer-regression-{i + 1:02d}",
+                split,
+                s,
+                fleet,
+                {**cust, "instances": [fleet[who]["id"]], "onset": fleet[who]["updated_at"]},
+                f"the release breaks only {fleet[who]['id']}'s customization ({metric})",
+                ["regression", "customer", src],
+            )
+        )
     s, rng = nxt()
     fleet = synth_fleet(rng, pairs=(5,))
     for who in (4, 5):
         _customer(fleet[who], _fault("errors", "error_ratio", 0, p=0.06, of="requests"))
-    docs.append(scenario("customer-regression-two-instances", split, s, fleet,
-                         {**cust, "instances": [fleet[4]["id"], fleet[5]["id"]]},
-                         f"customer {fleet[4]['customer']}'s prod and staging both break",
-                         ["regression", "customer", "synthetic"]))
+    docs.append(
+        scenario(
+            "customer-regression-two-instances",
+            split,
+            s,
+            fleet,
+            {**cust, "instances": [fleet[4]["id"], fleet[5]["id"]]},
+            f"customer {fleet[4]['customer']}'s prod and staging both break",
+            ["regression", "customer", "synthetic"],
+        )
+    )
     # 6. slow leaks
     for i in range(2):
         s, rng = nxt()
         fleet, src = _bg(split, i, rng)
         _release(fleet, _fault("memory", "ramp", 0, per_sample=0.006))
-        docs.append(scenario(f"leak-release-{i + 1:02d}", split, s, fleet, release,
-                             "the release leaks memory: +0.6 %/min (36 %/h) from each update",
-                             ["regression", "release", "leak", src]))
+        docs.append(
+            scenario(
+                f"leak-release-{i + 1:02d}",
+                split,
+                s,
+                fleet,
+                release,
+                "the release leaks memory: +0.6 %/min (36 %/h) from each update",
+                ["regression", "release", "leak", src],
+            )
+        )
     s, rng = nxt()
     fleet, src = _bg(split, 0, rng)
     _customer(fleet[3], _fault("memory", "ramp", 0, per_sample=0.008))
-    docs.append(scenario("leak-customer", split, s, fleet,
-                         {**cust, "instances": [fleet[3]["id"]]},
-                         f"only {fleet[3]['id']} leaks memory (+0.8 %/min)",
-                         ["regression", "customer", "leak", src]))
+    docs.append(
+        scenario(
+            "leak-customer",
+            split,
+            s,
+            fleet,
+            {**cust, "instances": [fleet[3]["id"]]},
+            f"only {fleet[3]['id']} leaks memory (+0.8 %/min)",
+            ["regression", "customer", "leak", src],
+        )
+    )
     # 7. latency-only regressions
     for i, factor in enumerate([1.45, 1.6, 1.5]):
         s, rng = nxt()
@@ -410,99 +648,194 @@ def build(split: str) -> list[dict[str, Any]]:
         else:
             fleet, src = _bg(split, i, rng)
         _release(fleet, _fault("latency_p95", "multiply", 0, factor=factor))
-        docs.append(scenario(f"latency-only-{i + 1:02d}", split, s, fleet, release,
-                             f"p95 latency x{factor} on every updated instance, nothing else",
-                             ["regression", "release", "latency", src]))
+        docs.append(
+            scenario(
+                f"latency-only-{i + 1:02d}",
+                split,
+                s,
+                fleet,
+                release,
+                f"p95 latency x{factor} on every updated instance, nothing else",
+                ["regression", "release", "latency", src],
+            )
+        )
     # 8. missing data
     s, rng = nxt()
     fleet, src = _bg(split, 0, rng)
-    docs.append(scenario("missing-sparse-healthy", split, s, fleet, healthy,
-                         "a good release; 25 % of samples missing at random everywhere",
-                         ["healthy", "missing", src],
-                         incidents=[{"metric": "all", "kind": "sparse", "p": 0.25, "from": 0}]))
+    docs.append(
+        scenario(
+            "missing-sparse-healthy",
+            split,
+            s,
+            fleet,
+            healthy,
+            "a good release; 25 % of samples missing at random everywhere",
+            ["healthy", "missing", src],
+            incidents=[{"metric": "all", "kind": "sparse", "p": 0.25, "from": 0}],
+        )
+    )
     s, rng = nxt()
     fleet, src = _bg(split, 1, rng)
     _release(fleet, _fault("latency_p95", "gap", 0))
-    docs.append(scenario("missing-metric-after-update", split, s, fleet,
-                         {"verdict": "no-data", "blame": "unknown", "onset": W1},
-                         "the new version stops exporting p95 latency: no data, no decision",
-                         ["no-data", "missing", src]))
+    docs.append(
+        scenario(
+            "missing-metric-after-update",
+            split,
+            s,
+            fleet,
+            {"verdict": "no-data", "blame": "unknown", "onset": W1},
+            "the new version stops exporting p95 latency: no data, no decision",
+            ["no-data", "missing", src],
+        )
+    )
     s, rng = nxt()
     fleet, src = _bg(split, 2, rng)
     _release(fleet, _fault("errors", "error_ratio", 0, p=0.05, of="requests"))
-    docs.append(scenario("missing-gaps-with-regression", split, s, fleet, release,
-                         "a bad release (5 % errors) seen through 30 % missing samples",
-                         ["regression", "release", "missing", src],
-                         incidents=[{"metric": "all", "kind": "sparse", "p": 0.3, "from": 0}]))
+    docs.append(
+        scenario(
+            "missing-gaps-with-regression",
+            split,
+            s,
+            fleet,
+            release,
+            "a bad release (5 % errors) seen through 30 % missing samples",
+            ["regression", "release", "missing", src],
+            incidents=[{"metric": "all", "kind": "sparse", "p": 0.3, "from": 0}],
+        )
+    )
     # 9. metrics-source outages
     for i in range(2):
         s, rng = nxt()
         fleet, src = _bg(split, i, rng)
-        docs.append(scenario(f"outage-to-end-{i + 1:02d}", split, s, fleet,
-                             {"verdict": "no-data", "blame": "unknown", "onset": 95},
-                             "the metrics source goes down at minute 95 and stays down",
-                             ["no-data", "outage", src],
-                             incidents=[{"metric": "all", "kind": "outage", "from": 95}]))
+        docs.append(
+            scenario(
+                f"outage-to-end-{i + 1:02d}",
+                split,
+                s,
+                fleet,
+                {"verdict": "no-data", "blame": "unknown", "onset": 95},
+                "the metrics source goes down at minute 95 and stays down",
+                ["no-data", "outage", src],
+                incidents=[{"metric": "all", "kind": "outage", "from": 95}],
+            )
+        )
     s, rng = nxt()
     fleet, src = _bg(split, 2, rng)
-    docs.append(scenario("outage-transient-healthy", split, s, fleet, healthy,
-                         "a good release; the metrics source is down for 12 minutes",
-                         ["healthy", "outage", src],
-                         incidents=[{"metric": "all", "kind": "outage", "from": 96, "to": 108}]))
+    docs.append(
+        scenario(
+            "outage-transient-healthy",
+            split,
+            s,
+            fleet,
+            healthy,
+            "a good release; the metrics source is down for 12 minutes",
+            ["healthy", "outage", src],
+            incidents=[{"metric": "all", "kind": "outage", "from": 96, "to": 108}],
+        )
+    )
     # 10. infrastructure incidents during the rollout
     infra = {"verdict": "incident", "blame": "infrastructure", "onset": 100}
     for i, (f_rel, at) in enumerate(cfg["shapes"]):
         s, rng = nxt()
         fleet, src = _bg(split, i, rng)
-        docs.append(scenario(
-            f"infra-real-shape-{i + 1:02d}", split, s, fleet, infra,
-            f"latency follows the labeled real incident of {f_rel} on every instance from minute 100",
-            ["incident", "infrastructure", "nab-shape", src],
-            incidents=[_fault("latency_p95", "shape", 100, file=f"{NAB}/{f_rel}", column="value",
-                              at=at)]))
+        docs.append(
+            scenario(
+                f"infra-real-shape-{i + 1:02d}",
+                split,
+                s,
+                fleet,
+                infra,
+                f"latency follows the labeled real incident of {f_rel} on every instance "
+                "from minute 100",
+                ["incident", "infrastructure", "nab-shape", src],
+                incidents=[
+                    _fault(
+                        "latency_p95", "shape", 100, file=f"{NAB}/{f_rel}", column="value", at=at
+                    )
+                ],
+            )
+        )
     s, rng = nxt()
     fleet, src = _bg(split, 2, rng)
-    docs.append(scenario("infra-shared-database-errors", split, s, fleet, infra,
-                         "a shared database fails: 6 % errors on every instance from minute 100",
-                         ["incident", "infrastructure", src],
-                         incidents=[_fault("errors", "error_ratio", 100, p=0.06, of="requests")]))
+    docs.append(
+        scenario(
+            "infra-shared-database-errors",
+            split,
+            s,
+            fleet,
+            infra,
+            "a shared database fails: 6 % errors on every instance from minute 100",
+            ["incident", "infrastructure", src],
+            incidents=[_fault("errors", "error_ratio", 100, p=0.06, of="requests")],
+        )
+    )
     s, rng = nxt()
     fleet, src = _bg(split, 3, rng)
     region = [inst["id"] for k, inst in enumerate(fleet) if k % 2 == 0]
-    docs.append(scenario("infra-region-latency", split, s, fleet, infra,
-                         "one region's network degrades: x2 latency on half the fleet from minute 100",
-                         ["incident", "infrastructure", src],
-                         incidents=[{**_fault("latency_p95", "multiply", 100, factor=2.0),
-                                     "instances": region}]))
+    docs.append(
+        scenario(
+            "infra-region-latency",
+            split,
+            s,
+            fleet,
+            infra,
+            "one region's network degrades: x2 latency on half the fleet from minute 100",
+            ["incident", "infrastructure", src],
+            incidents=[{**_fault("latency_p95", "multiply", 100, factor=2.0), "instances": region}],
+        )
+    )
     # 11. small regressions on low-traffic instances
     s, rng = nxt()
     fleet = synth_fleet(rng, low_traffic=(4, 7))
     _customer(fleet[4], _fault("errors", "error_ratio", 0, p=0.04, of="requests"))
-    docs.append(scenario("low-traffic-errors", split, s, fleet,
-                         {**cust, "instances": [fleet[4]["id"]]},
-                         f"{fleet[4]['id']} serves ~15 req/min; the release adds 4 % errors there",
-                         ["regression", "customer", "low-traffic", "synthetic"]))
+    docs.append(
+        scenario(
+            "low-traffic-errors",
+            split,
+            s,
+            fleet,
+            {**cust, "instances": [fleet[4]["id"]]},
+            f"{fleet[4]['id']} serves ~15 req/min; the release adds 4 % errors there",
+            ["regression", "customer", "low-traffic", "synthetic"],
+        )
+    )
     s, rng = nxt()
     fleet = synth_fleet(rng, low_traffic=(3, 4, 5))
     _customer(fleet[3], _fault("latency_p95", "multiply", 0, factor=1.5))
-    docs.append(scenario("low-traffic-latency", split, s, fleet,
-                         {**cust, "instances": [fleet[3]["id"]]},
-                         f"{fleet[3]['id']} serves ~15 req/min with noisy latency; x1.5 latency",
-                         ["regression", "customer", "low-traffic", "synthetic"]))
+    docs.append(
+        scenario(
+            "low-traffic-latency",
+            split,
+            s,
+            fleet,
+            {**cust, "instances": [fleet[3]["id"]]},
+            f"{fleet[3]['id']} serves ~15 req/min with noisy latency; x1.5 latency",
+            ["regression", "customer", "low-traffic", "synthetic"],
+        )
+    )
     s, rng = nxt()
     real = cfg["hipster"] + cfg["tt"]
     day, off = real[-1]
     system = "hipster" if day.startswith("2022") else "tt"
     fleet = nezha_fleet(rng, day, off, system)
-    low = next(k for k, inst in enumerate(fleet)
-               if inst.get("pod") in LOW_TRAFFIC_HIPSTER | {"ts-travel-service"}
-               and inst["updated_at"] in (W1, W2))
+    low = next(
+        k
+        for k, inst in enumerate(fleet)
+        if inst.get("pod") in LOW_TRAFFIC_HIPSTER | {"ts-travel-service"}
+        and inst["updated_at"] in (W1, W2)
+    )
     _customer(fleet[low], _fault("errors", "error_ratio", 0, p=0.05, of="requests"))
-    docs.append(scenario("low-traffic-real-pod", split, s, fleet,
-                         {**cust, "instances": [fleet[low]["id"]],
-                          "onset": fleet[low]["updated_at"]},
-                         f"{fleet[low]['id']} is a low-traffic real pod; the release adds 5 % errors",
-                         ["regression", "customer", "low-traffic", f"nezha-{system}-{day}@{off}"]))
+    docs.append(
+        scenario(
+            "low-traffic-real-pod",
+            split,
+            s,
+            fleet,
+            {**cust, "instances": [fleet[low]["id"]], "onset": fleet[low]["updated_at"]},
+            f"{fleet[low]['id']} is a low-traffic real pod; the release adds 5 % errors",
+            ["regression", "customer", "low-traffic", f"nezha-{system}-{day}@{off}"],
+        )
+    )
     return docs
 
 
@@ -528,7 +861,8 @@ def main() -> None:
         for doc in docs:
             text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=100)
             (folder / f"{doc['name']}.yaml").write_text(
-                "# generated by `python -m bench.verify.generate`; see bench/verify/README.md\n" + text
+                "# generated by `python -m bench.verify.generate`; see bench/verify/README.md\n"
+                + text
             )
         print(f"{split}: {len(docs)} scenarios in {folder}")
 

@@ -95,9 +95,7 @@ def simulate(sc: Scenario, decider: Decider) -> RunResult:
         decision = final.action
     elif rolled:
         decision = "rollback-instances"
-    elif final is not None:
-        decision = "promote"
-    elif last is not None and last.action == "promote":
+    elif final is not None or (last is not None and last.action == "promote"):
         decision = "promote"
     else:
         decision = "hold"  # never allowed to promote by the end: no decision
@@ -111,9 +109,17 @@ def simulate(sc: Scenario, decider: Decider) -> RunResult:
     first = None if when is None else max(math.ceil((when - onset) / step_i - 1e-9), 0)
     text = (final or last or Decision("continue", "none")).explanation
     return RunResult(
-        scenario=sc.name, split=sc.split, decider=decider.name, expected=exp.decision,
-        expected_instances=exp.instances, verdict=exp.verdict, decision=decision,
-        rolled_back=rolled_back, first_action=first, correct=correct, explanation=text,
+        scenario=sc.name,
+        split=sc.split,
+        decider=decider.name,
+        expected=exp.decision,
+        expected_instances=exp.instances,
+        verdict=exp.verdict,
+        decision=decision,
+        rolled_back=rolled_back,
+        first_action=first,
+        correct=correct,
+        explanation=text,
         trace=trace,
     )
 
@@ -137,9 +143,7 @@ def score(results: Sequence[RunResult]) -> dict[str, Any]:
         "healthy_promoted": sum(1 for r in healthy if r.decision == "promote"),
         "healthy": len(healthy),
         "blame_accuracy": sum(r.correct for r in results) / len(results) if results else math.nan,
-        "blame_accuracy_regressions": (
-            sum(r.correct for r in reg) / len(reg) if reg else math.nan
-        ),
+        "blame_accuracy_regressions": (sum(r.correct for r in reg) / len(reg) if reg else math.nan),
         "incidents_paused": sum(1 for r in incidents if r.decision == "pause"),
         "incidents": len(incidents),
         "nodata_held": sum(1 for r in nodata if r.decision == "hold"),
@@ -180,9 +184,8 @@ def details(results: Sequence[RunResult]) -> str:
         dec = r.decision + (f" {list(r.rolled_back)}" if r.rolled_back else "")
         exp = r.expected + (f" {list(r.expected_instances)}" if r.expected_instances else "")
         ttd = "" if r.first_action is None else f"{r.first_action:g}"
-        lines.append(
-            f"| {r.scenario} | {r.decider} | {exp} | {dec} | {ttd} | {'yes' if r.correct else 'NO'} |"
-        )
+        ok = "yes" if r.correct else "NO"
+        lines.append(f"| {r.scenario} | {r.decider} | {exp} | {dec} | {ttd} | {ok} |")
     return "\n".join(lines)
 
 
@@ -195,19 +198,29 @@ def run(paths: Sequence[Path], names: Sequence[str]) -> tuple[list[RunResult], l
         deciders = all_deciders()
         if name not in deciders:
             raise SystemExit(f"unknown decider {name!r}; choose from {', '.join(deciders)}")
-        d = deciders[name]
-        for sc in scenarios:
-            results.append(simulate(sc, d))  # type: ignore[arg-type]
+        d: Decider = deciders[name]  # type: ignore[assignment]
+        results.extend(simulate(sc, d) for sc in scenarios)
     return results, scenarios
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.verify", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("paths", nargs="*", type=Path, default=[DEFAULT_PATH],
-                    help="scenario files or folders (default: bench/verify/scenarios)")
-    ap.add_argument("--deciders", default="ours,argo,argo-fl3,kayenta,kayenta-self",
-                    help="comma-separated: ours, argo, argo-fl3, kayenta, kayenta-self")
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.verify",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        default=[DEFAULT_PATH],
+        help="scenario files or folders (default: bench/verify/scenarios)",
+    )
+    ap.add_argument(
+        "--deciders",
+        default="ours,argo,argo-fl3,kayenta,kayenta-self",
+        help="comma-separated: ours, argo, argo-fl3, kayenta, kayenta-self",
+    )
     ap.add_argument("--details", action="store_true", help="one line per scenario and decider")
     ap.add_argument("--explain", action="store_true", help="print ours' explanation per scenario")
     ap.add_argument("--json", type=Path, help="write every result as JSON here")
@@ -224,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(splits) > 1:
         groups.append(("all", results))
     for split, rs in groups:
-        n = len({r.scenario for r in rs})
+        n = len({(r.split, r.scenario) for r in rs})
         print(f"\n## {split} ({n} scenarios)\n")
         print(table({name: score([r for r in rs if r.decider == name]) for name in names}))
     if args.details:
@@ -237,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"- {r.scenario}: {r.decision}: {r.explanation}")
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1, default=str))
-    print(f"\n{len(scenarios)} scenarios, {len(names)} deciders, "
-          f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(
+        f"\n{len(scenarios)} scenarios, {len(names)} deciders, {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
     return 0

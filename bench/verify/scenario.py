@@ -134,8 +134,10 @@ def resolve(path: str, where: str) -> Path:
     p = Path(path)
     full = p if p.is_absolute() else (REPO_ROOT / p).resolve()
     if not full.is_file():
-        raise ScenarioError(f"{where}: data file {path} not found (paths are relative to the "
-                            f"repository root {REPO_ROOT})")
+        raise ScenarioError(
+            f"{where}: data file {path} not found (paths are relative to the "
+            f"repository root {REPO_ROOT})"
+        )
     return full
 
 
@@ -148,13 +150,16 @@ def column(spec: dict[str, Any], where: str) -> np.ndarray:
     return data[col]
 
 
-def _from_file(spec: dict[str, Any], length: int, where: str,
-               rng: np.random.Generator) -> np.ndarray:
+def _from_file(
+    spec: dict[str, Any], length: int, where: str, rng: np.random.Generator
+) -> np.ndarray:
     data = column(spec, where)
     offset = int(spec.get("offset", 0))
     seg = data[offset : offset + length].copy()
     if seg.size < length:
-        raise ScenarioError(f"{where}: {spec['file']} has only {seg.size} rows from offset {offset}")
+        raise ScenarioError(
+            f"{where}: {spec['file']} has only {seg.size} rows from offset {offset}"
+        )
     if spec.get("zero_as_missing"):
         seg[seg == 0] = math.nan
     seg = seg * float(spec.get("scale", 1.0))
@@ -212,8 +217,13 @@ def _ar_noise(sigma: float, ar: float, length: int, rng: np.random.Generator) ->
     return out
 
 
-def _synth(spec: dict[str, Any], length: int, rng: np.random.Generator,
-           built: dict[str, np.ndarray], where: str) -> np.ndarray:
+def _synth(
+    spec: dict[str, Any],
+    length: int,
+    rng: np.random.Generator,
+    built: dict[str, np.ndarray],
+    where: str,
+) -> np.ndarray:
     if "ratio_of" in spec:
         base = built.get(str(spec["ratio_of"]))
         if base is None:
@@ -289,8 +299,11 @@ def build_instance(
 ) -> Instance:
     iid = str(raw["id"])
     where = f"{scenario['name']}: instance {iid}"
-    length, step, seed = int(scenario["length"]), float(scenario.get("step", 60)), int(
-        scenario.get("seed", 0))
+    length, step, seed = (
+        int(scenario["length"]),
+        float(scenario.get("step", 60)),
+        int(scenario.get("seed", 0)),
+    )
     faults = list(raw.get("faults") or [])
     for inc in incidents:
         targets = inc.get("instances", "all")
@@ -358,7 +371,7 @@ def build_instance(
     u = raw.get("updated_at")
     return Instance(
         id=iid,
-        customer=str(raw.get("customer", iid.split("/")[0])),
+        customer=str(raw.get("customer", iid.split("/", maxsplit=1)[0])),
         updated_at=None if u is None else int(u),
         cohort=None if raw.get("cohort") is None else str(raw["cohort"]),
         series=series,

@@ -5,27 +5,41 @@ differ; with minutes of one-minute samples almost everything differs a little, c
 instances never look alike, and a slow day looks like a regression. This judge asks a
 narrower question, per metric:
 
-*Did this instance move, since its update, by more than the effect-size floor, beyond what
-its stable peers moved over the very same minutes, and beyond how much stable instances
-usually wander against each other?*
+*Did this instance move, since its update, by more than the effect-size floor, beyond what it
+shares with its stable peers over the very same minutes, and beyond how much stable
+instances usually wander against each other?*
 
-* **Gauges** (latency, CPU, memory): values are compared on a log scale (so the floor is a
-  relative change, e.g. 25 %). The shift is the Hodges-Lehmann estimate of after minus
-  before, less the peers' median shift (the *drift*: load, time of day, a shared
-  dependency). Its interval comes from the Mann-Whitney order statistics, widened for
-  serial correlation. The metric has **regressed** when the whole interval lies beyond
-  ``max(floor, peer_margin x peer spread)`` in a bad direction, is **cleared** when the whole
-  interval lies inside, and is undecided otherwise (which passes, but clears no one).
-  With ``trend_horizon`` set, a leak is caught early: the Theil-Sen slope since the update,
-  less the peers' slope and the instance's own slope before, projected over the horizon.
-* **Ratios** (errors / requests): counts are pooled over the window and weighted by
-  traffic, so a low-traffic instance with two errors out of nine requests is not 22 % broken.
-  The test is the conditional binomial test of two Poisson rates against the boundary ratio
-  ``max(drift x (1 + allowed_increase), (rate_before x drift + min_change) / rate_before)``,
-  with counts divided by the instance's own overdispersion (bursty errors).
+* **Gauges** (latency, CPU, memory) are compared on a log scale, so the floor is a relative
+  change (25 % by default). Three corrections come first:
+
+  - *its own load*: when a ``load`` series (requests) clearly drives the gauge over the
+    baseline (correlation >= 0.5), the gauge is adjusted by that elasticity, so a traffic
+    burst is not a regression;
+  - *its peers*: the stable peers (whose version did not change) give a sample-by-sample
+    index of the fleet's common movement (time of day, a shared dependency). The instance
+    follows that index with the coupling it showed over the baseline; only what it does
+    beyond it counts. An instance that does not move with its peers borrows none of their
+    noise;
+  - *serial correlation*: one-minute samples are not independent; the interval is widened
+    by the baseline's lag-1 autocorrelation.
+
+  The shift is the Hodges-Lehmann estimate of after minus before, with the Mann-Whitney
+  order-statistic interval. The metric has **regressed** when the whole interval lies beyond
+  ``max(floor, peer_margin x spread of the peers' own moves)`` in a bad direction, is
+  **cleared** when the whole interval lies inside, and is **undecided** otherwise (which
+  passes, but clears no one in :mod:`rollwave.analysis.blame`). With ``trend_horizon`` set, a
+  leak is caught before it is large: the Theil-Sen slope since the update (less what is
+  shared with peers and less its own slope before), projected over the horizon.
+* **Ratios** (errors / requests): counts are pooled over the window, so traffic weighs them
+  and a low-traffic instance with two errors out of nine requests is not 22 % broken. The
+  test is the conditional binomial test of two Poisson rates against the boundary ratio
+  ``max(drift x (1 + allowed_increase), (rate_before x drift + min_change) / rate_before)``
+  (a relative and an absolute floor), with counts divided by the instance's own
+  overdispersion (bursty errors). The peers' drift counts only as far as its own confidence
+  interval is away from 1.
 
 Every check is judged afresh at each analysis interval on everything since the update, so
-a decision comes as soon as the evidence is there (sequential), while the floor keeps the
+a decision comes as soon as the evidence is there (sequential), while the floors keep the
 repeated looks from turning noise into rollbacks.
 """
 
@@ -42,6 +56,7 @@ from rollwave.analysis.kayenta import Direction
 from rollwave.analysis.results import CheckResult, Outcome
 from rollwave.analysis.series import FloatArray, PolicyError, Series, aligned_errors, aligned_totals
 from rollwave.analysis.stats import (
+    ShiftInterval,
     dispersion,
     hodges_lehmann,
     rate_ratio_interval,
@@ -291,6 +306,47 @@ def _fill(v: FloatArray) -> FloatArray:
     return np.where(ok, v, float(np.median(v[ok])))
 
 
+def _common(
+    check: GaugeCheck, lg: _Logged, peers: Sequence[Windows]
+) -> tuple[FloatArray, FloatArray, float, list[float]]:
+    """What the instance shares with its peers, before and after, its coupling, their moves."""
+    index = _peer_index(check, peers, lg)
+    beta = _coupling(lg.before, index.before, check.min_baseline) if index.moves else 0.0
+    if not beta:
+        return np.zeros_like(lg.before), np.zeros_like(lg.after), 0.0, index.moves
+    return beta * _fill(index.before), beta * _fill(index.after), beta, index.moves
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    beta: float
+    drift: float
+    peers: int
+    elasticity: float
+
+
+def _gauge_text(
+    check: GaugeCheck, pre_med: float, post_med: float, ctx: _Context, shift: ShiftInterval
+) -> str:
+    if ctx.beta:
+        peer_text = (
+            f"after the {_pct(math.expm1(ctx.drift))} it shares with {ctx.peers} stable peers "
+            f"(coupling {ctx.beta:.2f})"
+        )
+    elif ctx.peers:
+        peer_text = f"not following its {ctx.peers} stable peers"
+    else:
+        peer_text = "with no stable peer to correct for drift"
+    load_text = (
+        f", for its own {check.load} (elasticity {ctx.elasticity:.2f})" if ctx.elasticity else ""
+    )
+    return (
+        f"median {pre_med:.4g} before, {post_med:.4g} since the update; {peer_text}{load_text} "
+        f"the shift is {_pct(math.expm1(shift.estimate))} ({check.confidence * 100:g}% interval "
+        f"{_pct(math.expm1(shift.lower))}..{_pct(math.expm1(shift.upper))})"
+    )
+
+
 def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = ()) -> CheckResult:
     """Judge one gauge of one instance. See the module docstring for the method."""
     before = subject.before.get(check.metric)
@@ -308,11 +364,7 @@ def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = 
                        f"update (need {check.min_samples})", samples=after.readable_count)
     lg = _logged(check, subject)
     assert lg is not None
-    index = _peer_index(check, peers, lg)
-    moves = index.moves
-    beta = _coupling(lg.before, index.before, check.min_baseline) if moves else 0.0
-    common_b = beta * _fill(index.before) if beta else np.zeros_like(lg.before)
-    common_a = beta * _fill(index.after) if beta else np.zeros_like(lg.after)
+    common_b, common_a, beta, moves = _common(check, lg, peers)
     x, y = _finite(lg.before - common_b), _finite(lg.after - common_a)
     drift = float(np.median(common_a) - np.median(common_b)) if beta else 0.0
     spread = robust_spread(np.array(moves)) if len(moves) >= 3 else 0.0
@@ -330,25 +382,11 @@ def judge_gauge(check: GaugeCheck, subject: Windows, peers: Sequence[Windows] = 
     cleared = (not bad_up or shift.upper < inc_bar) and (not bad_down or shift.lower > -dec_bar)
 
     pre_med, post_med = float(np.median(before.readable())), float(np.median(after.readable()))
-    conf = f"{check.confidence * 100:g}%"
-    if beta:
-        peer_text = (
-            f"after the {_pct(math.expm1(drift))} it shares with {len(moves)} stable peers "
-            f"(coupling {beta:.2f})"
-        )
-    elif moves:
-        peer_text = f"not following its {len(moves)} stable peers"
-    else:
-        peer_text = "with no stable peer to correct for drift"
-    load_text = (
-        f", for its own {check.load} (elasticity {lg.elasticity:.2f})" if lg.elasticity else ""
-    )
-    text = (
-        f"median {pre_med:.4g} before, {post_med:.4g} since the update; {peer_text}{load_text} "
-        f"the shift is {_pct(math.expm1(shift.estimate))} ({conf} interval "
-        f"{_pct(math.expm1(shift.lower))}..{_pct(math.expm1(shift.upper))})"
-    )
-    bar_text = f"allowed {_pct(math.expm1(inc_bar if bad_up else -dec_bar))}"
+    text = _gauge_text(check, pre_med, post_med, _Context(beta, drift, len(moves), lg.elasticity),
+                       shift)
+    bars = ([_pct(math.expm1(inc_bar))] if bad_up else []) + (
+        [_pct(math.expm1(-dec_bar))] if bad_down else [])
+    bar_text = f"allowed {' / '.join(bars)}"
     if margin > max(inc_floor, dec_floor) and moves:
         bar_text += " (peers wander that much)"
     effect = math.expm1(shift.estimate)

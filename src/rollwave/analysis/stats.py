@@ -122,6 +122,11 @@ def _wilcoxon_diff(mu: float, quantile: float, x: FloatArray, y: FloatArray) -> 
     return (dz - correction) / sigma - quantile
 
 
+def _tie_term(values: FloatArray) -> float:
+    _, counts = np.unique(values, return_counts=True)
+    return float((counts.astype(np.float64) ** 3 - counts).sum())
+
+
 def wilcoxon_interval(
     x: FloatArray | list[float], y: FloatArray | list[float], confidence: float = 0.95
 ) -> ShiftInterval:
@@ -131,22 +136,41 @@ def wilcoxon_interval(
     exact=FALSE, correct=TRUE)``: the bounds are the roots of the continuity-corrected,
     tie-corrected standardized rank sum in the shift ``mu``, found with Brent's method on
     ``[min(x) - max(y), max(x) - min(y)]``. Raises ``ValueError`` when every value is tied.
+
+    The rank sum of ``x - mu`` is computed from the sorted pairwise differences (the number
+    of differences above ``mu``, ties one half) rather than by ranking afresh at every step;
+    at a ``mu`` equal to a difference the ranks are taken exactly, as Kayenta does.
     """
     xa, ya = _as_array(x), _as_array(y)
     alpha = 1.0 - confidence
+    nx, ny = float(xa.size), float(ya.size)
     mu_min = float(xa.min() - ya.max())
     mu_max = float(xa.max() - ya.min())
+    diffs = np.sort(np.subtract.outer(xa, ya).ravel())
+    base_ties = _tie_term(xa) + _tie_term(ya)
+
+    def f(mu: float, zq: float) -> float:
+        lo = int(np.searchsorted(diffs, mu, side="left"))
+        hi = int(np.searchsorted(diffs, mu, side="right"))
+        if hi > lo:  # mu is a pairwise difference: cross ties, rank exactly
+            return _wilcoxon_diff(mu, zq, xa, ya)
+        dz = float(diffs.size - hi) - nx * ny / 2.0
+        correction = math.copysign(0.5, dz) if dz != 0 else 0.0
+        sigma = math.sqrt(
+            (nx * ny / 12.0) * ((nx + ny + 1) - base_ties / ((nx + ny) * (nx + ny - 1)))
+        )
+        if sigma == 0:
+            raise ValueError("cannot compute confidence interval when all observations are tied")
+        return (dz - correction) / sigma - zq
 
     def root(zq: float) -> float:
-        f_lower = _wilcoxon_diff(mu_min, zq, xa, ya)
-        f_upper = _wilcoxon_diff(mu_max, zq, xa, ya)
+        f_lower = f(mu_min, zq)
+        f_upper = f(mu_max, zq)
         if f_lower <= 0:
             return mu_min
         if f_upper >= 0:
             return mu_max
-        return float(
-            optimize.brentq(lambda mu: _wilcoxon_diff(mu, zq, xa, ya), mu_min, mu_max, xtol=1e-12)
-        )
+        return float(optimize.brentq(lambda mu: f(mu, zq), mu_min, mu_max, xtol=1e-12))
 
     z_quant = float(stats.norm.ppf(alpha / 2.0))
     lower, upper = root(-z_quant), root(z_quant)
