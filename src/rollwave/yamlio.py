@@ -15,7 +15,8 @@ sequence item, so validation errors can name ``file:line``. It refuses, with a l
   cannot read (``!!int abc``), and files that are not regular files (a FIFO, a device).
 
 Plain scalars like ``22:00`` stay text (YAML 1.2), not YAML 1.1's base-60 integers, so times of
-day need no quotes.
+day need no quotes. Mapping keys are text: YAML 1.1 reads ``off:`` as the key ``false``, and
+:attr:`YamlDocument.renamed_keys` remembers what was written so callers can object.
 
 Composition uses libyaml (PyYAML's C parser) when present; the tree is then turned into data
 by a small walker of our own, which is what lets us record positions and bound expansion.
@@ -68,6 +69,8 @@ class YamlDocument:
     file: str
     data: Any
     positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    renamed_keys: dict[JsonPath, str] = field(default_factory=dict)
+    """Keys YAML 1.1 read as something else than written (``off:`` → ``false``): path → text."""
 
     def position_of(self, path: Sequence[str | int]) -> tuple[int, int] | None:
         """Position of ``path`` or of its nearest located ancestor."""
@@ -127,6 +130,7 @@ class _Walker:
         self.max_depth = max_depth
         self.count = 0
         self.positions: dict[JsonPath, tuple[int, int]] = {}
+        self.renamed_keys: dict[JsonPath, str] = {}
         self.problems: list[Problem] = []
         self._scalars = yaml.SafeLoader("")  # only its scalar constructors are used
 
@@ -188,7 +192,15 @@ class _Walker:
                 self.problems.append(_problem(self.file, key_node, path,
                                               "mapping keys must be plain scalars"))
                 continue
+            if key_node.tag not in _KNOWN_TAGS:
+                self.problems.append(_problem(self.file, key_node, path,
+                                              f"unsupported YAML tag '{key_node.tag}' on a key",
+                                              hint="remove the tag"))
+                continue
             key = _key_text(self._scalar(key_node, path))
+            if key != key_node.value and not key_node.style:
+                # YAML 1.1 read `off:` as false, `0x10:` as 16: remember what was written
+                self.renamed_keys[(*path, key)] = str(key_node.value)
             line, col = _pos(key_node)
             if key in first_seen:
                 self.problems.append(_problem(
@@ -373,7 +385,8 @@ def parse_yaml(
                                         code="yaml.value")], what=file) from None
     if walker.problems:
         raise ValidationFailed(walker.problems, what=file)
-    return YamlDocument(file=file, data=data, positions=walker.positions)
+    return YamlDocument(file=file, data=data, positions=walker.positions,
+                        renamed_keys=walker.renamed_keys)
 
 
 def load_yaml(

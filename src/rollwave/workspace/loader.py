@@ -191,11 +191,16 @@ def parse_model(model: type[M], doc: YamlDocument, problems: list[Problem]) -> M
         problems.append(doc.problem((), "the file must hold a mapping (key: value pairs)",
                                     hint="see `rollwave init` for an example"))
         return None
+    renamed = [doc.problem(key_path, f"the key {written!r} is read by YAML as "
+                           f"'{key_path[-1]}'", hint=f"quote it: '{written}':")
+               for key_path, written in doc.renamed_keys.items()]
+    problems.extend(renamed)
     try:
-        return model.model_validate(doc.data)
+        parsed = model.model_validate(doc.data)
     except ValidationError as exc:
         problems.extend(pydantic_problems(doc, exc))
         return None
+    return None if renamed else parsed
 
 
 def _load_doc(path: Path, root: Path, problems: list[Problem]) -> YamlDocument | None:
