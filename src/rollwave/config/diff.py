@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from rollwave.config.merge import same
@@ -240,17 +241,20 @@ class DiffSummary:
         return "\n".join(lines)
 
 
-def _normalizer(instance: str) -> Any:
+@lru_cache(maxsize=4096)
+def _token_pattern(token: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(token)}(?![A-Za-z0-9])")
+
+
+def _normalizer(instance: str) -> Callable[[str], str]:
     customer, _, name = instance.partition("/")
     pairs = [(token, label) for token, label in ((customer, "{customer}"), (name, "{instance}"))
              if token]
-    patterns = {token: re.compile(rf"(?<![A-Za-z0-9]){re.escape(token)}(?![A-Za-z0-9])")
-                for token, _ in pairs}
 
     def normalize(text: str) -> str:
         for token, label in pairs:
-            if token in text:
-                text = patterns[token].sub(label, text)
+            if token in text:  # cheap test first: most change texts name no instance
+                text = _token_pattern(token).sub(label, text)
         return text
 
     return normalize
