@@ -79,3 +79,38 @@ def run_until_done(app: App, verifier: ScriptedVerifier, *, timeout: float = 60.
     finally:
         timer.cancel()
         worker.close()
+
+
+class Orchestrator:
+    """An in-process worker on a background thread, for tests that act while it runs."""
+
+    def __init__(self, app: App, verifier: ScriptedVerifier, **runtime: Any) -> None:
+        self.rt = Runtime(app=app, verifier=verifier, control_poll=0.05, max_wait=0.2,
+                          **runtime)
+        self.worker = Worker(self.rt, tick=0.05)
+        deployer = self.rt.deployer("local")
+        verifier.current = lambda inst: dict(deployer.actual(inst, list(inst.services)).versions)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
+
+    def __enter__(self) -> Orchestrator:
+        self.worker.start()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.worker.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "",
+             describe: Callable[[], object] | None = None) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}: {describe() if describe else ''}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,7 +34,7 @@ def check_gates(rt: Runtime, rollout_id: str, wave_index: int) -> GateResult:
         assert rollout is not None
         approvals = repo.approvals(conn, rollout_id, wave_index)
     wave_doc = rollout.plan["waves"][wave_index]
-    now = datetime.now(UTC)
+    now = rt.clock()
     if not rollout.emergency and rollout.kind != "rollback":
         fleet = rt.workspace().fleet
         envs = {inst.environment for t in wave_doc["targets"]

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from rollwave.adapters.deployers import DeployerEnvironment, registry
@@ -45,6 +46,10 @@ class Runtime:
     resolve_secrets: SecretResolver = _no_secrets
     deployer_overrides: dict[str, Deployer] = field(default_factory=dict)
     control_poll: float = 0.25
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """The orchestrator's notion of now (windows, freezes, timers); tests move it."""
+    max_wait: float = 300.0
+    """Longest single durable wait before the clock is read again."""
     _deployers: dict[str, Deployer] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _control_cache: dict[str, tuple[float, set[str]]] = field(default_factory=dict, repr=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rollwave.core.model import Verification
@@ -106,7 +106,7 @@ def run_wave(rt: Runtime, rollout_id: str, wave_index: int) -> WaveResult:
             if target.state in (TargetState.PENDING, TargetState.WAITING_WINDOW) and not emergency:
                 inst = fleet.get(target.instance)
                 if inst is not None:
-                    status = window_status(inst.windows, datetime.now(UTC))
+                    status = window_status(inst.windows, rt.clock())
                     if not status.open_now:
                         _mark_waiting(rt, rollout_id, target, status.next_open, status.describe())
                         if status.next_open:

@@ -11,7 +11,6 @@ replay takes the same branches.
 from __future__ import annotations
 
 import dataclasses
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,14 +27,13 @@ from rollwave.storage.events import append_event
 
 CONTROL_TOPIC = "control"
 WORKFLOW_NAME = "rollwave.rollout"
-_MAX_WAIT = 300.0
 
 # --- steps -----------------------------------------------------------------------------------
 
 
 @DBOS.step(name="rollwave.now")
 def step_now() -> float:
-    return time.time()
+    return runtime.get().clock().timestamp()
 
 
 @DBOS.step(name="rollwave.begin")
@@ -253,7 +251,7 @@ def _wait(rollout_id: str, seconds: float, interrupt_on: set[str]) -> str | None
         now = step_now()
         if now >= deadline:
             return None
-        DBOS.recv(CONTROL_TOPIC, timeout_seconds=min(deadline - now, _MAX_WAIT))
+        DBOS.recv(CONTROL_TOPIC, timeout_seconds=min(deadline - now, runtime.get().max_wait))
 
 
 def _paused(rollout_id: str, why: str) -> str:
