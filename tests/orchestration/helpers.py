@@ -113,4 +113,5 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "
         if predicate():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}: {describe() if describe else ''}")
+    detail = describe() if describe else ""
+    raise AssertionError(f"timed out waiting for {what or predicate}: {detail}")

@@ -43,6 +43,14 @@ def _targets(app: App, rollout_id: str) -> dict[str, TargetState]:
     return {t.instance: t.state for t in rollouts.status(app, rollout_id).targets}
 
 
+def _steps(workflow_id: str) -> list[tuple[str, str]]:
+    """The last durable steps of a workflow, to diagnose a stuck wait."""
+    from dbos import DBOS
+
+    steps = DBOS.list_workflow_steps(workflow_id)
+    return [(s["function_name"], str(s["output"])[:60]) for s in steps][-14:]
+
+
 class Clock:
     """Real time shifted by an offset the test can move forward (time never stands still)."""
 
@@ -78,7 +86,7 @@ def test_instance_waits_durably_for_its_window_and_plan_says_when(tmp_path: Path
         assert sum(s == TargetState.SUCCEEDED for s in _targets(app, rollout.id).values()) == 3
         clock.advance(timedelta(hours=1, minutes=1))
         wait_for(lambda: _state(app, rollout.id) == RolloutState.SUCCEEDED, what="completion",
-                 describe=lambda: [(s["function_name"], str(s["output"])[:60]) for s in __import__("dbos").DBOS.list_workflow_steps(rollout.id)][-14:])
+                 describe=lambda: _steps(rollout.id))
     assert _targets(app, rollout.id)["c01/prod"] == TargetState.SUCCEEDED
 
 
@@ -98,7 +106,8 @@ def test_emergency_ignores_windows_but_needs_a_reason(tmp_path: Path) -> None:
 
 def test_pause_resume_and_abort(tmp_path: Path) -> None:
     root = make_workspace(tmp_path / "ws", customers=8, policies=_policies())
-    text = (root / "rollwave.yaml").read_text().replace("kind: memory", "kind: memory\n    delay: 0.3")
+    text = (root / "rollwave.yaml").read_text()
+    text = text.replace("kind: memory", "kind: memory\n    delay: 0.3")
     (root / "rollwave.yaml").write_text(text)
     app = App.open(root)
     rollout = rollouts.start(app, releases.create_release(app, {"web": "1.0"}).id,
