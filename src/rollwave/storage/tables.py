@@ -192,3 +192,50 @@ workers = Table(
     Column("heartbeat_at", UtcDateTime(), nullable=False),
     Column("load", Float, nullable=False, default=0.0),
 )
+
+
+# --- access (users, API tokens, dashboard sessions) and notes ----------------------------------
+
+users = Table(
+    "users", metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=True),  # argon2id; NULL: token-only account
+    Column("roles", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("user_id", SeqId, ForeignKey("users.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False),  # shown to people to tell tokens apart
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 of the secret
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=True),
+    Column("last_used_at", UtcDateTime(), nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie value
+    Column("user_id", SeqId, ForeignKey("users.id"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)
+
+notes = Table(
+    "notes", metadata,
+    Column("id", SeqId, primary_key=True, autoincrement=True),
+    Column("customer", String(100), nullable=False),
+    Column("instance", String(200), nullable=True),
+    Column("author", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+Index("ix_notes_customer", notes.c.customer, notes.c.created_at)
