@@ -15,7 +15,6 @@ from alembic.migration import MigrationContext
 from rollwave.storage.db import Database
 from rollwave.storage.migrate import current_revision, head_revision
 from rollwave.storage.tables import metadata
-
 from tests.services import need_postgres
 
 
