@@ -213,7 +213,7 @@ def create_token(app: App, username: str, name: str, *,
             created_at=datetime.now(UTC), expires_at=expires, revoked=False))
         append_event(conn, "token.created", f"{app.actor} created API token '{name}' "
                      f"({prefix}…) for {username}", actor=app.actor,
-                     data={"user": username, "token_name": name, "prefix": prefix})
+                     data={"user": username, "label": name, "prefix": prefix})
     return IssuedToken(secret=secret, prefix=prefix, name=name, username=username,
                        expires_at=expires)
 
