@@ -429,7 +429,10 @@ def _trend(
     slope, low, _ = theil_sen(after, lg.after_times, check.confidence)
     if not math.isfinite(low):
         return None
-    half = (slope - low) * math.sqrt(serial_inflation(_finite(after)))
+    ok = np.isfinite(after)
+    fitted = slope * (lg.after_times[ok] - lg.after_times[ok].mean())
+    residuals = after[ok] - np.median(after[ok]) - fitted  # autocorrelation of the noise only
+    half = (slope - low) * math.sqrt(serial_inflation(residuals))
     low = slope - half
     pre_slope = theil_sen(lg.before, lg.before_times, check.confidence)[0]
     reference = max(pre_slope, 0.0) if math.isfinite(pre_slope) else 0.0

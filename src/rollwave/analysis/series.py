@@ -140,6 +140,8 @@ class Series:
 
     def index(self, t: float) -> int:
         """Index of the first sample at or after time ``t`` (clamped to ``[0, len]``)."""
+        if math.isinf(t):
+            return 0 if t < 0 else len(self)
         i = math.ceil((t - self.start) / self.step - _EPS)
         return min(max(i, 0), len(self))
 
