@@ -57,8 +57,8 @@ def create_app(ctx: App) -> FastAPI:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                continue  # that part of the surface is not installed yet
             raise
         api.include_router(module.router(ctx))
     return api
