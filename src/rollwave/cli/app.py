@@ -7,6 +7,7 @@ is 1 for those, 2 for bad usage, 130 for Ctrl-C.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -61,11 +62,14 @@ def _register() -> None:
     for module in (workspace_cmds, release_cmds, rollout_cmds, config_cmds, demo_cmd):
         module.register(app)
     for optional in ("rollwave.cli.flags_cmds", "rollwave.cli.verify_cmds",
-                     "rollwave.cli.serve_cmds"):
+                     "rollwave.cli.serve_cmds", "rollwave.cli.access_cmds",
+                     "rollwave.cli.notes_cmds", "rollwave.cli.fleet_cmds"):
         try:
-            module = __import__(optional, fromlist=["register"])
-        except ImportError:
-            continue
+            module = importlib.import_module(optional)
+        except ModuleNotFoundError as exc:
+            if exc.name == optional:
+                continue  # that command group is not part of this build
+            raise
         module.register(app)
 
 

@@ -39,6 +39,10 @@ RECOVERY_EVERY = 2.0
 RECOVERY_LOCK = 7_466_202_612
 APP_VERSION = f"rollwave-{rollwave.__version__}"
 
+#: Extra work each worker does on every tick (e.g. starting due flag rollout steps). Each hook
+#: gets the runtime; it must be quick and must not raise for operational problems.
+TICK_HOOKS: list[Callable[[Runtime], None]] = []
+
 
 def dbos_config(url: str, executor_id: str | None) -> DBOSConfig:
     config: DBOSConfig = {
@@ -116,6 +120,11 @@ class Worker:
                 self._woken[rollout_id] = frozen
                 self._wake(rollout_id)
         self._heartbeat()
+        for hook in TICK_HOOKS:
+            try:
+                hook(self.rt)
+            except Exception:  # a broken hook must not stop rollouts
+                log.exception("worker tick hook %s failed", getattr(hook, "__name__", hook))
         if not self.rt.db.is_sqlite and time.monotonic() - self._last_recovery > RECOVERY_EVERY:
             self._last_recovery = time.monotonic()
             self.recover_dead_workers()
