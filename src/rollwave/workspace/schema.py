@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from rollwave.core.model import Customer, Project
 
 
@@ -13,15 +15,14 @@ def schemas() -> dict[str, dict[str, Any]]:
         "project": _schema(Project, "rollwave.yaml"),
         "customer": _schema(Customer, "customers/<id>.yaml"),
     }
-    try:
-        from rollwave.flags.model import flag_file_schema
-    except ImportError:
-        return out
-    out["flag"] = flag_file_schema()
+    from rollwave.flags.model import Flag, Segment
+
+    out["flag"] = _schema(Flag, "flags/<key>.yaml")
+    out["segment"] = _schema(Segment, "flags/segments/<key>.yaml")
     return out
 
 
-def _schema(model: type[Project] | type[Customer], title: str) -> dict[str, Any]:
+def _schema(model: type[BaseModel], title: str) -> dict[str, Any]:
     body = model.model_json_schema(mode="validation")
     body["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     body["title"] = f"Rollwave {title}"
