@@ -74,7 +74,7 @@ def _defaults(service: str, release: bool) -> dict[str, Any]:
     return {"merge": {"allowed_origins": "append", "plugins": {"by": "name"}}, "values": values}
 
 
-def _schema() -> dict[str, Any]:
+def _schema(invalid: bool = False) -> dict[str, Any]:
     def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
         return {"type": "object", "properties": props, "required": required or [],
                 "additionalProperties": False}
@@ -82,7 +82,7 @@ def _schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
-        "required": ["server", "db", "logging"],
+        "required": ["server", "db", "logging", *(["region_code"] if invalid else [])],
         "additionalProperties": False,
         "$defs": {"port": {"type": "integer", "minimum": 1, "maximum": 65535}},
         "properties": {
@@ -130,8 +130,9 @@ OVERLAYS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def generate(root: Path, customers: int, release: bool = False) -> None:
-    """Write the benchmark workspace (``release`` changes a few defaults and one overlay)."""
+def generate(root: Path, customers: int, release: bool = False, invalid: bool = False) -> None:
+    """Write the benchmark workspace (``release`` changes a few defaults and one overlay;
+    ``invalid`` makes the api schema require a key no layer sets)."""
     rng = random.Random(42)
     _write(root / "rollwave.yaml", {
         "project": "bench",
@@ -142,7 +143,7 @@ def generate(root: Path, customers: int, release: bool = False) -> None:
     for service in SERVICES:
         base = root / "config" / service
         _write(base / "defaults.yaml", _defaults(service, release))
-        _write(base / "schema.json", _schema())
+        _write(base / "schema.json", _schema(invalid and service == "api"))
         _write(base / "environments" / "staging.yaml",
                {"values": {"logging": {"level": "debug"}, "db": {"pool_size": 5}}})
         _write(base / "environments" / "dev.yaml", {"values": {"cache": {"enabled": False}}})
@@ -191,6 +192,8 @@ def main() -> int:
     parser.add_argument("--customers", type=int, default=5000, help="2 instances each")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile one render+validate")
+    parser.add_argument("--invalid", action="store_true",
+                        help="also time a fleet whose 10,000 api configs are all invalid")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         old_root, new_root = Path(tmp) / "old", Path(tmp) / "new"
@@ -229,6 +232,21 @@ def main() -> int:
             group_diffs(release_diff(old, new)).render_text()
 
         diff_s = _time("release diff + grouping", args.repeat, grouped)
+
+        def preview() -> None:
+            fresh = render_report(_fresh(new_ws)).configs
+            group_diffs(release_diff(old, fresh)).render_text()
+
+        _time("plan preview: render+validate the release, diff, group", args.repeat, preview)
+        if args.invalid:
+            bad_root = Path(tmp) / "invalid"
+            generate(bad_root, args.customers, invalid=True)
+            bad_ws = load_workspace(bad_root)
+            bad = render_report(_fresh(bad_ws))
+            print(f"invalid fleet: {len(bad.issues):,} issues, {len(bad.problems()):,} "
+                  "grouped problems")
+            _time("render + validate, every api config invalid", args.repeat,
+                  lambda: render_report(_fresh(bad_ws)))
         print(text)
         print(f"\nrender+validate {render_s:.2f} s (target < 5 s), "
               f"grouped diff {diff_s:.2f} s (target < 2 s)")

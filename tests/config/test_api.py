@@ -149,25 +149,33 @@ TEMPLATED_SCHEMA = {
 }
 
 
-def test_per_stack_validation_matches_jsonschema(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fixed_error", [False, True])
+def test_per_stack_validation_matches_jsonschema(tmp_path: Path, fixed_error: bool) -> None:
     customers = {f"customers/{cid}.yaml": customer(cid, instances={
         "prod": {"environment": "prod", "target": {"port": port}}})
         for cid, port in (("alpha", 80), ("mike", 9001), ("zulu", 443), ("bravoverylong", 1))}
+    values = {"server": {"port": "{{ port }}", "name": "{{ customer }}"},
+              "tags": ["{{ customer }}", "x"], "free": "{{ customer }}",
+              "pw": {"$secret": "env:{{ customer | upper }}"}}
+    if fixed_error:
+        values["unexpected"] = 1
+        values["server"]["extra"] = "{{ customer }}"
     files = {**customers, "config/api/schema.json": json.dumps(TEMPLATED_SCHEMA),
-             "config/api/defaults.yaml": {"values": {
-                 "server": {"port": "{{ port }}", "name": "{{ customer }}"},
-                 "tags": ["{{ customer }}", "x"], "free": "{{ customer }}",
-                 "pw": {"$secret": "env:{{ customer | upper }}"}}}}
+             "config/api/defaults.yaml": {"values": values}}
     ws = workspace(tmp_path, files)
     report = render_report(ws)
     validator = Draft202012Validator(TEMPLATED_SCHEMA)
     for (instance, _), config in report.configs.items():
-        expected = any(not at_secret(config.values, tuple(e.absolute_path))
-                       for e in validator.iter_errors(config.values))
-        got = any(issue.instance == instance for issue in report.issues)
-        assert got == expected, instance
-    assert sorted({i.instance for i in report.issues}) == [
-        "bravoverylong/prod", "mike/prod", "zulu/prod"]
+        expected = sorted(
+            (".".join(str(p) for p in e.absolute_path), e.message)
+            for e in validator.iter_errors(config.values)
+            if not at_secret(config.values, tuple(e.absolute_path)))
+        got = sorted((issue.path, issue.message) for issue in report.issues
+                     if issue.instance == instance)
+        assert sorted(m for _, m in got) == sorted(m for _, m in expected), instance
+    invalid = sorted({i.instance for i in report.issues})
+    assert invalid == (["alpha/prod", "bravoverylong/prod", "mike/prod", "zulu/prod"]
+                       if fixed_error else ["bravoverylong/prod", "mike/prod", "zulu/prod"])
 
 
 def test_secret_settings_are_checked_at_load(tmp_path: Path) -> None:

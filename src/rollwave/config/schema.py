@@ -102,12 +102,14 @@ class _Object:
     """A subschema that is only ``type: object`` + properties/required/additionalProperties:
     validated key by key here, so shared sub-mappings are checked once."""
 
-    __slots__ = ("additional", "props", "required")
+    __slots__ = ("additional", "props", "required", "validator")
 
-    def __init__(self, props: dict[str, Any], required: tuple[str, ...], additional: Any) -> None:
+    def __init__(self, props: dict[str, Any], required: tuple[str, ...], additional: Any,
+                 validator: Any) -> None:
         self.props = props
         self.required = required
         self.additional = additional
+        self.validator = validator
 
 
 class _Scalar:
@@ -231,7 +233,8 @@ def _build(schema: Any, validator: Any, root_schema: Any, seen: frozenset[str] =
     extra = schema.get("additionalProperties", True)
     return _Object(props, tuple(schema.get("required", [])),
                    extra if isinstance(extra, bool) else _build(extra, validator, root_schema,
-                                                                seen))
+                                                                seen),
+                   validator if root else validator.evolve(schema=schema))
 
 
 class CompiledSchema:
@@ -246,14 +249,32 @@ class CompiledSchema:
 
     def errors(self, values: Any) -> list[SchemaErrorInfo]:
         """Every error in ``values`` (secret paths excepted), sorted by path."""
-        try:
-            found = [SchemaErrorInfo(_error_path(err), err.message, str(err.validator))
-                     for err in self.validator.iter_errors(values)
-                     if not at_secret(values, tuple(err.absolute_path))]
-        except Unresolvable as exc:
-            return [SchemaErrorInfo((), f"the schema has a $ref that cannot be resolved: {exc}",
-                                    "$ref")]
-        return sorted(found, key=lambda e: (tuple(str(p) for p in e.path), e.message))
+        return _errors(self.validator, values, ())
+
+
+def _errors(validator: Any, value: Any, prefix: JsonPath,
+            skip: frozenset[JsonPath] = frozenset()) -> list[SchemaErrorInfo]:
+    """Errors of ``value`` (found at ``prefix``) except under secrets and ``skip`` paths."""
+    try:
+        found = []
+        for err in validator.iter_errors(value):
+            relative = tuple(err.absolute_path)
+            if at_secret(value, relative) or _under(skip, (*prefix, *relative)):
+                continue
+            found.append(SchemaErrorInfo((*prefix, *_error_path(err)), err.message,
+                                         str(err.validator)))
+    except Unresolvable as exc:
+        return [SchemaErrorInfo(prefix, f"the schema has a $ref that cannot be resolved: {exc}",
+                                "$ref")]
+    return sorted(found, key=_error_order)
+
+
+def _error_order(error: SchemaErrorInfo) -> tuple[tuple[str, ...], str]:
+    return (tuple(str(p) for p in error.path), error.message)
+
+
+def _under(paths: frozenset[JsonPath], path: JsonPath) -> bool:
+    return bool(paths) and any(path[:size] in paths for size in range(len(path) + 1))
 
 
 def _error_path(error: Any) -> JsonPath:
@@ -287,13 +308,14 @@ class _Plan:
     """How to validate the configs of one merged stack: the stack's fixed part once, then per
     instance only the rendered leaves, each against its subschema (None: unconstrained)."""
 
-    __slots__ = ("base_ok", "leaves", "tree")
+    __slots__ = ("base_errors", "base_ok", "leaves", "tree")
 
     def __init__(self, tree: Any, base_ok: bool, leaves: list[tuple[JsonPath, Node | None]],
                  ) -> None:
         self.tree = tree
         self.base_ok = base_ok
         self.leaves = leaves
+        self.base_errors: list[SchemaErrorInfo] | None = None
 
 
 class ValidationRun:
@@ -318,14 +340,30 @@ class ValidationRun:
         if found is None:
             plan = self._plan(tree, markers) if tree is not None and markers else None
             if plan is not None:
-                ok = plan.base_ok and all(
-                    node is None or self._valid(node, _get(values, path))
-                    for path, node in plan.leaves)
+                found = self._plan_errors(plan, values)
             else:
                 ok = self._valid(self.compiled.tree, values)
-            found = () if ok else tuple(self.compiled.errors(values))
+                found = () if ok else tuple(self.compiled.errors(values))
             self._by_hash[content_hash] = found
         return found
+
+    def _plan_errors(self, plan: _Plan, values: Any) -> tuple[SchemaErrorInfo, ...]:
+        """The stack's fixed part is checked once; per config only its rendered leaves."""
+        errors: list[SchemaErrorInfo] = []
+        for path, node in plan.leaves:
+            if node is None:
+                continue
+            value = _get(values, path)
+            if not self._valid(node, value):
+                errors.extend(_errors(node.validator, value, path))
+        if plan.base_ok and not errors:
+            return ()
+        if not plan.base_ok:
+            if plan.base_errors is None:
+                skip = frozenset(path for path, _ in plan.leaves)
+                plan.base_errors = _errors(self.compiled.validator, plan.tree, (), skip)
+            errors.extend(plan.base_errors)
+        return tuple(sorted(errors, key=_error_order))
 
     def _plan(self, tree: Any, markers: Any) -> _Plan | None:
         key = id(tree)
