@@ -82,6 +82,7 @@ def list_events(
     kinds: Sequence[str] | None = None,
     kind_prefix: str | None = None,
     after: int | None = None,
+    before: int | None = None,
     search: str | None = None,
     limit: int = 500,
     newest_first: bool = False,
@@ -98,6 +99,8 @@ def list_events(
         query = query.where(events.c.kind.startswith(kind_prefix))
     if after is not None:
         query = query.where(events.c.seq > after)
+    if before is not None:
+        query = query.where(events.c.seq < before)
     if search:
         pattern = f"%{search}%"
         query = query.where(sa.or_(events.c.message.ilike(pattern), events.c.actor.ilike(pattern),
