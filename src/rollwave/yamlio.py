@@ -90,13 +90,13 @@ class YamlDocument:
 
     def problem(self, path: Sequence[str | int], message: str, hint: str | None = None,
                 code: str = "workspace.invalid", severity: str = "error") -> Problem:
-        """A :class:`Problem` located at ``path`` in this document."""
-        pos = self.position_of(path)
+        """A :class:`Problem` located at ``path`` in this document (or at its first line)."""
+        pos = self.position_of(path) or (1, 1)
         return Problem(
             message=message,
             file=self.file,
-            line=pos[0] if pos else None,
-            column=pos[1] if pos else None,
+            line=pos[0],
+            column=pos[1],
             path=format_path(path),
             hint=hint,
             code=code,

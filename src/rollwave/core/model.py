@@ -298,6 +298,17 @@ class Wave(Strict):
     def _non_negative(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 0:
             raise ValueError("failure_budget cannot be negative")
+        if isinstance(value, str) and float(value[:-1]) > 100:
+            raise ValueError("a failure budget above 100% can never be exceeded; use a count "
+                             "or a percentage up to 100%")
+        return value
+
+    @field_validator("bake")
+    @classmethod
+    def _plausible_bake(cls, value: float) -> float:
+        if value > 7 * 86400:
+            raise ValueError("a bake time over a week is almost certainly a typo; write e.g. "
+                             "30m or 2h")
         return value
 
 

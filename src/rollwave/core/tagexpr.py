@@ -274,6 +274,22 @@ def names(expr: Expr) -> set[str]:
     return out
 
 
+def tested_tags(expr: Expr) -> set[str]:
+    """Tags tested explicitly with ``tag == x`` / ``tag in (x, y)`` (for 'unknown tag' warnings)."""
+    if isinstance(expr, _Compare):
+        return {expr.value} if expr.name == "tag" else set()
+    if isinstance(expr, _In):
+        return set(expr.values) if expr.name == "tag" else set()
+    if isinstance(expr, _Not):
+        return tested_tags(expr.inner)
+    if isinstance(expr, _Tag):
+        return set()
+    out: set[str] = set()
+    for part in expr.parts:
+        out |= tested_tags(part)
+    return out
+
+
 def matches(text: str, facts: Facts) -> bool:
     """Parse and evaluate in one go (for one-off use; planning parses once)."""
     return evaluate(parse(text), facts)

@@ -14,6 +14,8 @@ workspace. Nothing here raises a traceback for a user's mistake.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -120,28 +122,7 @@ def pydantic_problems(doc: YamlDocument, error: ValidationError, base: Sequence[
         loc = [part for part in item["loc"] if isinstance(part, str | int)]
         # pydantic puts union/discriminator branch names into loc; keep only real data keys
         path = _real_path(doc.data, [*base, *loc])
-        kind = item["type"]
-        value = item.get("input")
-        message = str(item["msg"]).removeprefix("Value error, ")
-        hint = None
-        if kind == "extra_forbidden":
-            message = f"unknown key '{loc[-1]}'"
-            hint = "check the spelling; `rollwave schema` lists every allowed key"
-        elif kind == "missing":
-            message = f"'{loc[-1]}' is required"
-            hint = "add it"
-        elif kind == "string_pattern_mismatch" and "0,62" in message:
-            message = (f"{_shown(value)} is not a valid id: ids use lower-case letters, digits, "
-                       "'_', '.', '-' and start with a letter or digit (at most 63)")
-            hint = "ids end up in file names, URLs and commands, so they are kept plain"
-        elif kind == "string_pattern_mismatch" and "%$" in message:
-            message = f"{_shown(value)} is neither a count (e.g. 5) nor a percentage (e.g. 25%)"
-        elif kind == "string_type" and isinstance(value, bool | int | float):
-            message = ("expected text but YAML read the boolean "
-                       f"{str(value).lower()} here" if isinstance(value, bool) else
-                       f"expected text but YAML read the number {_shown(value)} here")
-            hint = ("put the value in quotes; YAML reads yes/no/on/off/true/false as booleans"
-                    if isinstance(value, bool) else "put the value in quotes")
+        message, hint = _explain(item, loc)
         problem = doc.problem(path, message, hint)
         key = format_path(path)
         if key in seen and _is_union_branch(item, path):
@@ -152,6 +133,66 @@ def pydantic_problems(doc: YamlDocument, error: ValidationError, base: Sequence[
         seen[key] = len(problems)
         problems.append(problem)
     return problems
+
+
+def _explain(item: Any, loc: Sequence[str | int]) -> tuple[str, str | None]:  # noqa: PLR0911
+    """Message and hint for one pydantic error, in the words of the workspace files."""
+    kind = item["type"]
+    value = item.get("input")
+    last = loc[-1] if loc else ""
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(last), _known_keys(), n=1, cutoff=0.75)
+        return f"unknown key '{last}'", (
+            (f"did you mean '{close[0]}'? " if close else "check the spelling; ")
+            + "`rollwave schema` lists every allowed key")
+    if kind == "missing":
+        return f"'{last}' is required", "add it"
+    if kind == "string_pattern_mismatch" and "0,62" in message:
+        return (f"{_shown(value)} is not a valid id: ids use lower-case letters, digits, '_', "
+                "'.', '-' and start with a letter or digit (at most 63)",
+                "ids end up in file names, URLs and commands, so they are kept plain")
+    if kind == "string_pattern_mismatch" and "%$" in message:
+        return f"{_shown(value)} is neither a count (e.g. 5) nor a percentage (e.g. 25%)", None
+    if kind == "string_type" and isinstance(value, list | dict):
+        return ("expected text but found a " + ("list" if isinstance(value, list) else
+                                                "mapping"),
+                "write a single value, e.g. tier: enterprise")
+    if kind == "string_type" and isinstance(value, bool):
+        return (f"expected text but YAML read the boolean {str(value).lower()} here",
+                "put the value in quotes; YAML reads yes/no/on/off/true/false as booleans")
+    if kind == "string_type" and isinstance(value, int | float):
+        return (f"expected text but YAML read the number {_shown(value)} here",
+                "put the value in quotes")
+    if kind == "too_short" and isinstance(last, str):
+        return f"'{last}' needs at least one entry", None
+    if message.startswith("Input should") and isinstance(last, str) and last:
+        return f"'{last}' should" + message.removeprefix("Input should"), None
+    if kind == "value_error" and last == "match":
+        return message, ("tag expressions look like: early-adopter and not tier == "
+                         "enterprise, region in (eu-west, eu-central), (a or b) and c")
+    return message, None
+
+
+@functools.cache
+def _known_keys() -> tuple[str, ...]:
+    """Every key the workspace models accept (for "did you mean" hints)."""
+    keys: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                keys.update(props)
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    for model in (Project, Customer):
+        collect(model.model_json_schema())
+    return tuple(sorted(keys))
 
 
 def _is_union_branch(item: Any, path: Sequence[str | int]) -> bool:
@@ -227,7 +268,7 @@ def load_workspace(root: Path | None = None, *, strict: bool = True) -> Workspac
         documents[PROJECT_FILE] = project_doc
         project = parse_model(Project, project_doc, problems)
 
-    customers, customer_docs = _load_customers(base, problems)
+    customers, customer_docs, customer_files = _load_customers(base, problems)
     documents.update({doc.file: doc for doc in customer_docs.values()})
 
     if project is None or project_doc is None:
@@ -240,7 +281,8 @@ def load_workspace(root: Path | None = None, *, strict: bool = True) -> Workspac
     problems.extend(check_customers(project, customers, {**documents, **{
         f"{CUSTOMERS_DIR}/{cid}.yaml": doc for cid, doc in customer_docs.items()}}))
     fleet = build_fleet(project, customers)
-    problems.extend(check_policies(project, project_doc, fleet))
+    unreadable = frozenset(customer_files) - set(customers)
+    problems.extend(check_policies(project, project_doc, fleet, unreadable))
     workspace = Workspace(
         root=base, fleet=fleet, documents=documents, content_hash=workspace_hash(base),
         warnings=tuple(p for p in problems if p.severity == "warning"),
@@ -256,8 +298,11 @@ def load_workspace(root: Path | None = None, *, strict: bool = True) -> Workspac
 
 
 def _load_customers(base: Path, problems: list[Problem],
-                    ) -> tuple[dict[str, Customer], dict[str, YamlDocument]]:
-    """Every ``customers/*.yaml`` (and ``.yml``) file, parsed; problems are appended."""
+                    ) -> tuple[dict[str, Customer], dict[str, YamlDocument], list[str]]:
+    """Every ``customers/*.yaml`` (and ``.yml``) file, parsed; problems are appended.
+
+    Returns the customers that loaded, their documents, and the stem of every customer file.
+    """
     customers: dict[str, Customer] = {}
     docs: dict[str, YamlDocument] = {}
     customer_dir = base / CUSTOMERS_DIR
@@ -301,7 +346,7 @@ def _load_customers(base: Path, problems: list[Problem],
         problems.append(Problem(message="no customers yet", file=CUSTOMERS_DIR + "/",
                                 severity="warning",
                                 hint="add customers/<id>.yaml files (see `rollwave init`)"))
-    return customers, docs
+    return customers, docs, [path.stem for path in files]
 
 
 def _raise_if_errors(problems: Iterable[Problem]) -> None:
@@ -468,8 +513,10 @@ def _check_local_ports(doc: YamlDocument, at: tuple[str, str], key: str, project
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            problems.append(doc.problem(where, f"{_shown(value)} is not a port number "
-                                        "(1-65535)", hint="write e.g. port: 8101"))
+            problem = doc.problem(where, f"{_shown(value)} is not a port number (1-65535)",
+                                  hint="write e.g. port: 8101")
+            if problem not in problems:  # one base port serves several services
+                problems.append(problem)
             continue
         port = value if service in explicit else value + index
         owner = f"{key} ({service})"
@@ -493,11 +540,18 @@ def _find_doc(documents: Mapping[str, YamlDocument], customer: Customer) -> Yaml
     return YamlDocument(file=f"{CUSTOMERS_DIR}/{customer.id}.yaml", data={})
 
 
-def check_policies(project: Project, doc: YamlDocument, fleet: Fleet) -> list[Problem]:
-    """Policies that could never work: unknown customers, tags nobody has, bad profiles."""
+def check_policies(project: Project, doc: YamlDocument, fleet: Fleet,
+                   unreadable: frozenset[str] = frozenset()) -> list[Problem]:
+    """Policies that could never work: unknown customers, tags nobody has, bad profiles.
+
+    ``unreadable`` are ids of customer files that exist but did not load: they are not
+    reported again as unknown, and tag warnings wait until every customer loads.
+    """
     problems: list[Problem] = []
     known_names = {"customer", "instance", "environment", "tier", "region", "tag"}
+    known_tags: set[str] = set()
     for inst in fleet:
+        known_tags |= set(inst.tags)
         known_names |= set(inst.tags) | set(inst.facts.attributes)
     for name, policy in project.policies.items():
         at: tuple[str | int, ...] = ("policies", name)
@@ -518,23 +572,17 @@ def check_policies(project: Project, doc: YamlDocument, fleet: Fleet) -> list[Pr
                             f"wave '{wave.name}' names unknown customer '{cid}'",
                             hint="customers are the ids of customers/*.yaml")
                 for i, cid in enumerate(wave.select.customers or [])
-                if cid not in fleet.customers)
-            if wave.select.match and fleet.instances:
-                unknown = tagexpr.names(tagexpr.parse(wave.select.match)) - known_names
+                if cid not in fleet.customers and cid not in unreadable)
+            if wave.select.match and fleet.instances and not unreadable:
+                expr = tagexpr.parse(wave.select.match)
+                unknown = (tagexpr.names(expr) - known_names) | (
+                    tagexpr.tested_tags(expr) - known_tags)
                 problems.extend(
                     doc.problem((*wave_at, "select", "match"),
                                 f"wave '{wave.name}' tests '{tag}', which no instance has as a "
                                 "tag or attribute", "check the spelling; the wave may be empty",
                                 severity="warning")
                     for tag in sorted(unknown))
-            if isinstance(wave.failure_budget, str) and float(wave.failure_budget[:-1]) > 100:
-                problems.append(doc.problem((*wave_at, "failure_budget"),
-                                            "a failure budget above 100% can never be exceeded",
-                                            hint="use a count or a percentage up to 100%"))
-            if wave.bake and policy.emergency is False and wave.bake > 7 * 86400:
-                problems.append(doc.problem((*wave_at, "bake"), "a bake time over a week "
-                                            "is almost certainly a typo",
-                                            hint="write e.g. 30m or 2h"))
         if not policy.waves[-1].select.rest:
             problems.append(doc.problem(
                 (*at, "waves"), f"policy '{name}' has no final 'select: rest' wave; instances no "
