@@ -21,6 +21,7 @@ ROUTER_MODULES = (
     "rollwave.api.routes_rollouts",
     "rollwave.api.routes_fleet",
     "rollwave.api.routes_access",
+    "rollwave.api.routes_notes",
     "rollwave.api.routes_flags",
     "rollwave.web.routes",
 )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 
-from fastapi import Request
+from fastapi import Depends, Request, Response
+from fastapi.security import APIKeyCookie, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from rollwave.errors import AuthError, PermissionDenied
@@ -79,3 +80,32 @@ def acting_app(request: Request, principal: Principal) -> App:
     base = app_of(request)
     return App(root=base.root, database_url=base.database_url, actor=principal.username,
                _workspace=base._workspace, _db=base._db)
+
+
+# --- OpenAPI documentation of the two ways in, and the session cookie --------------------------
+
+bearer_scheme = HTTPBearer(auto_error=False, scheme_name="token",
+                           description="An API token: `Authorization: Bearer rw_…` "
+                                       "(`rollwave token create`).")
+cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, scheme_name="session",
+                             description="A dashboard session (log in with POST "
+                                         "/api/v1/session); state changes also need the "
+                                         f"`{CSRF_HEADER}` header.")
+DOCUMENTED_SECURITY = [Depends(bearer_scheme), Depends(cookie_scheme)]
+"""Router dependencies that only document the security schemes in OpenAPI (they check
+nothing: ``require`` does)."""
+
+
+def set_session_cookie(request: Request, response: Response, value: str) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, Secure over https or ``--secure-cookies``."""
+    secure = bool(getattr(request.app.state, "secure_cookies", False)) or \
+        request.url.scheme == "https"
+    response.set_cookie(SESSION_COOKIE, value, max_age=access.SESSION_HOURS * 3600, path="/",
+                        httponly=True, samesite="lax", secure=secure)
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    secure = bool(getattr(request.app.state, "secure_cookies", False)) or \
+        request.url.scheme == "https"
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
+                           secure=secure)

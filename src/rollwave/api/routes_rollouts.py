@@ -1,0 +1,583 @@
+"""REST API for releases, plan previews, rollouts, the audit log and deployment logs.
+
+Every route needs a principal (``rollwave.api.auth``): ``read`` to look, ``deploy`` to cut
+releases and start, pause, resume, abort or roll back rollouts, ``approve`` to approve a wave.
+Actions go through the application services with the caller as the actor, so the audit log
+names who did what. Approving a rollout that touches a production environment enforces
+separation of duties: whoever requested it cannot approve it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from rollwave.api.auth import DOCUMENTED_SECURITY, acting_app, app_of, require
+from rollwave.core.states import ControlAction, RolloutState, TargetState
+from rollwave.services import audit, plans, releases, rollouts
+from rollwave.services.access import Principal
+from rollwave.services.context import App
+from rollwave.storage import rollouts as repo
+from rollwave.storage.events import Event, list_events
+from rollwave.storage.releases import ReleaseRecord
+
+PREFIX = "/api/v1"
+
+# --- shared: errors, principals, a fresh workspace -----------------------------------------------
+
+
+class ProblemBody(BaseModel):
+    """One thing wrong with the input, located as precisely as possible."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    path: str | None = None
+    hint: str | None = None
+    code: str = "workspace.invalid"
+    severity: str = "error"
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable ``code`` to match on, a message, and what to do next."""
+
+    code: str = Field(description="Stable error code, e.g. `rollout.not_found`.")
+    message: str
+    hint: str | None = None
+    problems: list[ProblemBody] | None = Field(
+        default=None, description="Every problem at once (for `*.invalid` errors).")
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class RequestInvalidBody(BaseModel):
+    """The request does not match the documented parameters or body."""
+
+    detail: list[FieldError]
+
+
+_ERROR_TEXT = {
+    400: "The request cannot be carried out as asked (see `message` and `hint`).",
+    401: "No valid credentials: send `Authorization: Bearer TOKEN` or log in.",
+    403: "Authenticated, but not allowed: the role lacks the permission, the CSRF token is "
+         "missing, or separation of duties forbids it.",
+    404: "Not found.",
+    409: "Conflicts with the current state.",
+    422: "Invalid input; every problem is listed.",
+    503: "The database is unavailable.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can return (401, 403, 422 and 503
+    always: every route is authenticated and validates its input)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in sorted({401, 403, 422, 503, *codes}):
+        model: Any = ErrorBody | RequestInvalidBody if code == 422 else ErrorBody
+        out[code] = {"model": model, "description": _ERROR_TEXT[code]}
+    return out
+
+
+Reader = Annotated[Principal, Depends(require("read"))]
+Deployer = Annotated[Principal, Depends(require("deploy"))]
+Approver = Annotated[Principal, Depends(require("approve"))]
+
+
+def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    from rollwave.workspace.loader import HASHED_DIRS, PROJECT_FILE
+
+    files = [root / PROJECT_FILE]
+    for sub in HASHED_DIRS:
+        base = root / sub
+        if base.is_dir():
+            files.extend(p for p in base.rglob("*") if not p.name.startswith("."))
+    out = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(out))
+
+
+def fresh_app(request: Request, principal: Principal) -> App:
+    """The caller's App over the workspace as it is on disk now (reloaded when files changed),
+    for actions that read the workspace: cutting releases, planning, starting rollouts."""
+    base = app_of(request)
+    seen = getattr(request.app.state, "workspace_fingerprint", None)
+    now = _fingerprint(base.root)
+    if seen != now or base._workspace is None:
+        base.workspace(reload=True)
+        request.app.state.workspace_fingerprint = now
+    return acting_app(request, principal)
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+class Release(BaseModel):
+    """An immutable release: service versions plus a snapshot of every instance's config."""
+
+    id: str
+    created_at: datetime
+    created_by: str
+    notes: str
+    workspace_hash: str
+    versions: dict[str, str] = Field(description="service → version (`=` keeps the version)")
+    config_digest: str | None
+
+
+class ReleaseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    versions: dict[str, Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=dict, max_length=200, description="service → version, e.g. "
+        '`{"web": "1.1"}`; may be empty with `config_only`.')
+    name: str | None = Field(default=None, max_length=100,
+                             description="Release name (default: DATE-N).")
+    notes: str = Field(default="", max_length=20_000)
+    config_only: bool = Field(default=False, description="Ship the current configuration "
+                              "without changing versions.")
+
+
+class ServiceChangeBody(BaseModel):
+    service: str
+    from_version: str | None = None
+    to_version: str
+    from_config: str | None = None
+    to_config: str | None = None
+
+
+class PlanTarget(BaseModel):
+    instance: str
+    customer: str
+    window_open: bool
+    next_window: datetime | None = None
+    window_note: str = ""
+    changes: list[ServiceChangeBody]
+
+
+class PlanWave(BaseModel):
+    index: int
+    name: str
+    parallelism: int
+    bake: float = Field(description="Seconds to wait after the wave before the next one.")
+    failure_budget: int
+    gates: list[dict[str, Any]]
+    targets: list[PlanTarget]
+
+
+class PlanBody(BaseModel):
+    release: str
+    policy: str
+    emergency: bool
+    created_at: datetime
+    unchanged: list[str]
+    excluded: list[str]
+    freezes: list[str]
+    freezes_overridden: list[str] = []
+    waves: list[PlanWave]
+
+
+class ConfigChange(BaseModel):
+    service: str
+    change: str
+
+
+class ConfigGroup(BaseModel):
+    count: int = Field(description="Instances that get exactly these changes.")
+    examples: list[str]
+    changes: list[ConfigChange]
+
+
+class ConfigChanges(BaseModel):
+    """The per-instance config diff, grouped: instances with identical changes together."""
+
+    total: int
+    changed: int
+    unchanged: int
+    groups: list[ConfigGroup]
+
+
+class PlanPreview(BaseModel):
+    release: Release
+    plan: PlanBody
+    config_changes: ConfigChanges | None = None
+
+
+class Rollout(BaseModel):
+    id: str
+    release_id: str
+    kind: str = Field(description="`deploy`, or `rollback` (of `parent_id`).")
+    policy: str
+    state: RolloutState
+    emergency: bool
+    reason: str
+    requested_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    current_wave: int = Field(description="Index of the wave in progress (0-based).")
+    outcome: str | None
+    summary: str
+    waiting_for: str
+    parent_id: str | None
+    duration_seconds: float | None
+    target_count: int
+
+
+class Target(BaseModel):
+    instance: str
+    wave: int
+    state: TargetState
+    changes: list[dict[str, Any]]
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: str | None
+    explanation: str
+    verdict: dict[str, Any] | None
+    next_window: datetime | None
+
+
+class WaveStatus(BaseModel):
+    index: int
+    name: str
+    parallelism: int
+    bake: float
+    failure_budget: int
+    gates: list[dict[str, Any]]
+    total: int
+    counts: dict[str, int] = Field(description="target state → number of instances")
+    current: bool
+
+
+class EventBody(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    kind: str
+    rollout_id: str | None
+    instance: str | None
+    message: str
+    data: dict[str, Any]
+
+
+class RolloutStatus(BaseModel):
+    """A rollout with its waves, its instances and its most recent events (oldest first)."""
+
+    rollout: Rollout
+    production: bool = Field(description="Touches a production environment: approvals "
+                             "enforce separation of duties.")
+    counts: dict[str, int]
+    waves: list[WaveStatus]
+    targets: list[Target]
+    events: list[EventBody]
+
+
+class RolloutStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    release: str = Field(max_length=100)
+    policy: str | None = Field(default=None, max_length=100)
+    reason: str = Field(default="", max_length=2_000)
+    emergency: bool = False
+
+
+class ControlRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2_000, description="Why, for the audit log.")
+
+
+class ApproveRequest(ControlRequest):
+    wave: int | None = Field(default=None, ge=0, le=10_000,
+                             description="Index of the wave to approve (default: current).")
+
+
+class ControlResult(BaseModel):
+    action: ControlAction
+    message: str
+    rollout: Rollout = Field(description="The rollout acted on; for a rollback of a rollout "
+                             "that already ended, the new rollback rollout.")
+    created: bool = Field(description="A new (rollback) rollout was created.")
+
+
+class EventPage(BaseModel):
+    events: list[EventBody] = Field(description="Newest first.")
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page; "
+                                    "null on the last page.")
+
+
+class DeployLog(BaseModel):
+    id: int
+    rollout_id: str
+    instance: str
+    attempt: int
+    purpose: str
+    at: datetime
+    ok: bool
+    text: str
+
+
+# --- conversions ---------------------------------------------------------------------------------
+
+
+def release_body(record: ReleaseRecord) -> dict[str, Any]:
+    return {"id": record.id, "created_at": record.created_at, "created_by": record.created_by,
+            "notes": record.notes, "workspace_hash": record.workspace_hash,
+            "versions": dict(record.versions), "config_digest": record.config_digest}
+
+
+def rollout_body(record: repo.RolloutRecord) -> dict[str, Any]:
+    return {
+        "id": record.id, "release_id": record.release_id, "kind": record.kind,
+        "policy": record.policy, "state": record.state, "emergency": record.emergency,
+        "reason": record.reason, "requested_by": record.requested_by,
+        "created_at": record.created_at, "started_at": record.started_at,
+        "finished_at": record.finished_at, "current_wave": record.current_wave,
+        "outcome": record.outcome, "summary": record.summary,
+        "waiting_for": record.waiting_for, "parent_id": record.parent_id,
+        "duration_seconds": record.duration,
+        "target_count": sum(len(w.get("targets", ())) for w in record.plan.get("waves", ())),
+    }
+
+
+def _target_body(t: repo.TargetRecord) -> dict[str, Any]:
+    return {"instance": t.instance, "wave": t.wave, "state": t.state, "changes": t.changes,
+            "attempts": t.attempts, "started_at": t.started_at, "finished_at": t.finished_at,
+            "outcome": t.outcome, "explanation": t.explanation,
+            "verdict": dict(t.verdict) if t.verdict else None, "next_window": t.next_window}
+
+
+def event_body(e: Event) -> dict[str, Any]:
+    return {"seq": e.seq, "at": e.at, "actor": e.actor, "kind": e.kind,
+            "rollout_id": e.rollout_id, "instance": e.instance, "message": e.message,
+            "data": dict(e.data)}
+
+
+def _wave_bodies(record: repo.RolloutRecord,
+                 targets: Iterable[repo.TargetRecord]) -> list[dict[str, Any]]:
+    counts: dict[int, dict[str, int]] = {}
+    for t in targets:
+        per = counts.setdefault(t.wave, {})
+        per[t.state.value] = per.get(t.state.value, 0) + 1
+    out = []
+    for wave in record.plan.get("waves", ()):
+        index = int(wave["index"])
+        per = counts.get(index, {})
+        out.append({"index": index, "name": wave["name"], "parallelism": wave["parallelism"],
+                    "bake": wave["bake"], "failure_budget": wave["failure_budget"],
+                    "gates": wave.get("gates", []), "total": sum(per.values()), "counts": per,
+                    "current": index == record.current_wave and not record.state.terminal})
+    return out
+
+
+def touches_production(app: App, plan: Mapping[str, Any]) -> bool:
+    """True when any planned instance runs in a production environment (or is unknown now)."""
+    workspace = app.workspace()
+    environments = workspace.project.environments
+    for wave in plan.get("waves", ()):
+        for target in wave.get("targets", ()):
+            instance = workspace.fleet.get(target["instance"])
+            if instance is None:
+                return True  # removed from the fleet since: assume the strict case
+            environment = environments.get(instance.environment)
+            if environment is None or environment.production:
+                return True
+    return False
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+
+def router(ctx: App) -> APIRouter:
+    """Releases, plans, rollouts, audit log and deployment logs under ``/api/v1``."""
+    api = APIRouter(prefix=PREFIX, dependencies=DOCUMENTED_SECURITY)
+
+    @api.get("/releases", tags=["releases"], summary="List releases, newest first",
+             response_model=list[Release], responses=error_responses())
+    def list_releases(request: Request, _: Reader,
+                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
+        return [release_body(r) for r in releases.list_releases(app_of(request), limit)]
+
+    @api.post("/releases", tags=["releases"], status_code=201, response_model=Release,
+              summary="Cut an immutable release from the workspace as it is now",
+              description="Records the versions and renders (and snapshots) the config of "
+                          "every instance. Needs `deploy`.",
+              responses=error_responses(409))
+    def create_release(request: Request, principal: Deployer,
+                       body: ReleaseCreate) -> dict[str, Any]:
+        app = fresh_app(request, principal)
+        record = releases.create_release(app, body.versions, name=body.name, notes=body.notes,
+                                         config_only=body.config_only)
+        return release_body(record)
+
+    @api.get("/releases/{release_id}", tags=["releases"], summary="One release",
+             response_model=Release, responses=error_responses(404))
+    def get_release(request: Request, _: Reader, release_id: str) -> dict[str, Any]:
+        return release_body(releases.get_release(app_of(request), release_id))
+
+    @api.get("/releases/{release_id}/plan", tags=["plans"], response_model=PlanPreview,
+             summary="Preview the rollout plan of a release, with the grouped config diff",
+             description="Waves, the instances in each and what changes on them, maintenance "
+                         "windows and freezes, and the per-instance config changes grouped by "
+                         "identical change sets. Nothing is recorded.",
+             responses=error_responses(400, 404))
+    def preview_plan(request: Request, principal: Reader, release_id: str,
+                     policy: Annotated[str | None, Query(max_length=100)] = None,
+                     emergency: bool = False) -> dict[str, Any]:
+        app = fresh_app(request, principal)
+        return plans.preview(app, release_id, policy=policy, emergency=emergency).to_dict()
+
+    @api.get("/rollouts", tags=["rollouts"], response_model=list[Rollout],
+             summary="Rollout history, newest first, optionally filtered",
+             responses=error_responses())
+    def list_rollouts(request: Request, _: Reader,
+                      limit: Annotated[int, Query(ge=1, le=500)] = 30,
+                      state: Annotated[list[RolloutState] | None, Query()] = None,
+                      active: Annotated[bool | None, Query(
+                          description="Only active (true) or finished (false) rollouts.")]
+                      = None,
+                      release: Annotated[str | None, Query(max_length=100)] = None,
+                      ) -> list[dict[str, Any]]:
+        wanted = set(state or RolloutState)
+        if active is not None:
+            wanted = {s for s in wanted if s.active == active}
+        if not wanted:
+            return []
+        with app_of(request).db().read() as conn:
+            found = repo.find_rollouts(conn, states=sorted(wanted), limit=limit,
+                                       release_id=release)
+        return [rollout_body(r) for r in found]
+
+    @api.post("/rollouts", tags=["rollouts"], status_code=201, response_model=Rollout,
+              summary="Start rolling a release out in waves",
+              description="Records the rollout; the orchestrator carries it out. Needs "
+                          "`deploy`. An emergency needs a `reason`.",
+              responses=error_responses(400, 404, 409))
+    def start_rollout(request: Request, principal: Deployer,
+                      body: RolloutStart) -> dict[str, Any]:
+        app = fresh_app(request, principal)
+        record = rollouts.start(app, body.release, policy=body.policy, reason=body.reason,
+                                emergency=body.emergency)
+        return rollout_body(record)
+
+    @api.get("/rollouts/{rollout_id}", tags=["rollouts"], response_model=RolloutStatus,
+             summary="Status of a rollout: waves, instances, recent events",
+             description="`rollout_id` is an id, a unique prefix, or `latest`.",
+             responses=error_responses(404))
+    def rollout_status(request: Request, _: Reader, rollout_id: str,
+                       events: Annotated[int, Query(ge=0, le=500, description="How many of "
+                                                    "the most recent events.")] = 20,
+                       wave: Annotated[int | None, Query(ge=0, description="Only the "
+                                                         "instances of this wave.")] = None,
+                       target_state: Annotated[TargetState | None, Query(
+                           description="Only instances in this state.")] = None,
+                       ) -> dict[str, Any]:
+        app = app_of(request)
+        view = rollouts.status(app, rollout_id, event_limit=events)
+        shown = [t for t in view.targets
+                 if (wave is None or t.wave == wave)
+                 and (target_state is None or t.state == target_state)]
+        return {"rollout": rollout_body(view.rollout),
+                "production": touches_production(app, view.rollout.plan),
+                "counts": view.counts, "waves": _wave_bodies(view.rollout, view.targets),
+                "targets": [_target_body(t) for t in shown],
+                "events": [event_body(e) for e in view.events]}
+
+    def control(request: Request, principal: Principal, rollout_id: str,
+                action: ControlAction, reason: str, wave: int | None = None) -> dict[str, Any]:
+        app = acting_app(request, principal)
+        record = rollouts.resolve(app, rollout_id)
+        separation = action == ControlAction.APPROVE and touches_production(app, record.plan)
+        acted = rollouts.control(app, record.id, action, reason=reason, wave=wave,
+                                 enforce_separation=separation)
+        created = acted.id != record.id
+        message = (f"rollback rollout {acted.id} started for rollout {record.id}"
+                   if created else f"recorded: {action.value} rollout {acted.id}; the "
+                   "orchestrator acts on it within a second")
+        return {"action": action, "message": message, "rollout": rollout_body(acted),
+                "created": created}
+
+    @api.post("/rollouts/{rollout_id}/approve", tags=["rollouts"], status_code=202,
+              response_model=ControlResult, summary="Approve the wave a rollout waits on",
+              description="Needs `approve`. For a rollout that touches production, the person "
+                          "who requested it cannot approve it (separation of duties).",
+              responses=error_responses(404, 409))
+    def approve(request: Request, principal: Approver, rollout_id: str,
+                body: ApproveRequest) -> dict[str, Any]:
+        return control(request, principal, rollout_id, ControlAction.APPROVE, body.reason,
+                       body.wave)
+
+    def add_control_route(action: ControlAction, summary: str) -> None:
+        def act(request: Request, principal: Deployer, rollout_id: str,
+                body: ControlRequest) -> dict[str, Any]:
+            return control(request, principal, rollout_id, action, body.reason)
+
+        act.__name__ = f"{action.value}_rollout"
+        api.post(f"/rollouts/{{rollout_id}}/{action.value}", tags=["rollouts"],
+                 status_code=202, response_model=ControlResult, summary=summary,
+                 description="Needs `deploy`. Recorded with who and why; the orchestrator "
+                             "acts on it.", responses=error_responses(404, 409))(act)
+
+    add_control_route(ControlAction.PAUSE,
+                      "Pause a rollout after the instances in flight finish")
+    add_control_route(ControlAction.RESUME, "Resume a paused rollout")
+    add_control_route(ControlAction.ABORT, "Stop a rollout; instances stay as they are")
+    add_control_route(ControlAction.ROLLBACK,
+                      "Roll a rollout's release back everywhere it went (running or finished)")
+
+    @api.get("/rollouts/{rollout_id}/logs", tags=["audit"], response_model=list[DeployLog],
+             summary="Deployment logs of a rollout (deployer output, secrets redacted)",
+             responses=error_responses(404))
+    def deploy_logs(request: Request, _: Reader, rollout_id: str,
+                    instance: Annotated[str | None, Query(
+                        max_length=200, description="Only this CUSTOMER/INSTANCE.")] = None,
+                    ) -> list[dict[str, Any]]:
+        return audit.deploy_logs(app_of(request), rollout_id, instance)
+
+    @api.get("/events", tags=["audit"], response_model=EventPage,
+             summary="Search the audit log (every change, who made it, when and why)",
+             description="Newest first. Page back with `before` = the previous page's "
+                         "`next_before`; poll for new events with `after`.",
+             responses=error_responses(404))
+    def search_events(request: Request, _: Reader,
+                      rollout: Annotated[str | None, Query(
+                          max_length=100, description="Rollout id or prefix.")] = None,
+                      instance: Annotated[str | None, Query(max_length=200)] = None,
+                      kind: Annotated[str | None, Query(
+                          max_length=60, description="Kind prefix, e.g. `rollout.` or "
+                                                     "`user.`")] = None,
+                      search: Annotated[str | None, Query(
+                          max_length=200, description="Text in message, actor, instance or "
+                                                      "kind.")] = None,
+                      before: Annotated[int | None, Query(ge=0)] = None,
+                      after: Annotated[int | None, Query(ge=0)] = None,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        app = app_of(request)
+        rollout_id = rollouts.resolve(app, rollout).id if rollout else None
+        with app.db().read() as conn:
+            rows = list_events(conn, rollout_id=rollout_id, instance=instance or None,
+                               kind_prefix=kind or None, search=search or None,
+                               before=before, after=after, limit=limit + 1,
+                               newest_first=True)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"events": [event_body(e) for e in rows],
+                "next_before": rows[-1].seq if more and rows else None}
+
+    return api
