@@ -2,4 +2,5 @@
 
 from rollwave.cli.app import main
 
-main()
+if __name__ == "__main__":  # not when multiprocessing's spawn re-imports it (serve --workers)
+    main()
