@@ -239,3 +239,5 @@ notes = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 Index("ix_notes_customer", notes.c.customer, notes.c.created_at)
+
+from rollwave.storage import flag_tables as flag_tables  # noqa: E402 - flags register on metadata
