@@ -14,7 +14,7 @@ from rollwave.analysis import (
     judge_gauge,
     judge_ratio,
 )
-from rollwave.analysis.canary import pooled_shift
+from rollwave.analysis.incidents import pooled_shift
 
 
 def win(before: dict[str, list[float] | np.ndarray], after: dict[str, list[float] | np.ndarray],

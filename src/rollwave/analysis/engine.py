@@ -36,8 +36,8 @@ from rollwave.analysis.canary import (
     Windows,
     judge_gauge,
     judge_ratio,
-    pooled_shift,
 )
+from rollwave.analysis.incidents import pooled_shift
 from rollwave.analysis.results import CheckResult, Outcome, Verdict
 from rollwave.analysis.series import PolicyError, Series, aligned_totals
 from rollwave.analysis.threshold import ThresholdCheck, evaluate_threshold, measure
