@@ -201,3 +201,19 @@ def test_render_report_restores_the_garbage_collector(ws) -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_versions_per_instance(tmp_path: Path) -> None:
+    files = {"customers/a.yaml": customer("a"), "customers/b.yaml": customer("b"),
+             "config/api/defaults.yaml": {"values": {"v": "{{ version | default('-') }}",
+                                                     "n": 30}},
+             "config/api/schemas/1.0.json": json.dumps({"properties": {"n": {"maximum": 50}}}),
+             "config/api/schemas/2.0.json": json.dumps({"properties": {"n": {"maximum": 10}}})}
+    ws = workspace(tmp_path, files)
+    report = render_report(ws, versions={"api": "2.0"},
+                           instance_versions={("a/prod", "api"): "1.0"})
+    assert report.configs[("a/prod", "api")].values["v"] == "1.0"
+    assert report.configs[("b/prod", "api")].values["v"] == "2.0"
+    assert [i.instance for i in report.issues] == ["b/prod"]
+    assert validate_configs(ws, instance_versions={("a/prod", "api"): "2.0"})[0].message == (
+        "a/prod: api: 30 is greater than the maximum of 10")

@@ -417,17 +417,20 @@ def _select(workspace: Workspace, services: Iterable[str] | None,
 
 def render_report(workspace: Workspace, *, services: Iterable[str] | None = None,
                   versions: Mapping[str, str] | None = None,
+                  instance_versions: Mapping[ConfigKey, str] | None = None,
                   instances: Iterable[str] | None = None, validate: bool = True,
                   limits: ConfigLimits | None = None,
                   renderer: Renderer | None = None) -> FleetReport:
     """Render (and validate) every config of the chosen instances and services.
 
     ``versions`` maps a service to the version a release brings (it picks the schema and is
-    ``version`` in templates). Configs that fail to render are missing from ``configs``;
-    invalid ones are present and listed in ``issues``.
+    ``version`` in templates); ``instance_versions`` overrides it per ``(instance, service)``
+    (e.g. a config-only release: each instance keeps the version it runs). Configs that fail
+    to render are missing from ``configs``; invalid ones are present and listed in ``issues``.
     """
     renderer = renderer or Renderer(workspace, limits)
     versions = versions or {}
+    per_instance = instance_versions or {}
     wanted, chosen = _select(workspace, services, instances)
     known = {(p.file, p.line, p.message) for p in workspace.warnings}
     report = FleetReport(source_problems=[  # warnings the loader already reported are left out
@@ -439,6 +442,8 @@ def render_report(workspace: Workspace, *, services: Iterable[str] | None = None
             for inst in chosen:
                 if service not in inst.services:
                     continue
+                if per_instance:
+                    version = per_instance.get((inst.key, service), versions.get(service))
                 result, stack = renderer.render_stack(inst, service, version)
                 if isinstance(result, list):
                     report.issues.extend(result)
@@ -451,6 +456,7 @@ def render_report(workspace: Workspace, *, services: Iterable[str] | None = None
 
 def render_fleet(workspace: Workspace, *, services: Iterable[str] | None = None,
                  versions: Mapping[str, str] | None = None,
+                 instance_versions: Mapping[ConfigKey, str] | None = None,
                  instances: Iterable[str] | None = None, validate: bool = True,
                  limits: ConfigLimits | None = None,
                  ) -> tuple[dict[ConfigKey, RenderedConfig], list[Problem]]:
@@ -459,17 +465,20 @@ def render_fleet(workspace: Workspace, *, services: Iterable[str] | None = None,
     Problems include the config files' own problems, render failures (conflicts, templates)
     and, with ``validate``, schema errors located at the layer file:line that set the value.
     """
-    report = render_report(workspace, services=services, versions=versions, instances=instances,
+    report = render_report(workspace, services=services, versions=versions,
+                           instance_versions=instance_versions, instances=instances,
                            validate=validate, limits=limits)
     return report.configs, report.problems()
 
 
 def validate_configs(workspace: Workspace, versions: Mapping[str, str] | None = None, *,
+                     instance_versions: Mapping[ConfigKey, str] | None = None,
                      services: Iterable[str] | None = None,
                      instances: Iterable[str] | None = None, group: bool = True,
                      limits: ConfigLimits | None = None) -> list[Problem]:
     """Every problem with the rendered configs (errors block a rollout; warnings do not)."""
-    report = render_report(workspace, services=services, versions=versions, instances=instances,
+    report = render_report(workspace, services=services, versions=versions,
+                           instance_versions=instance_versions, instances=instances,
                            limits=limits)
     return report.problems(group=group)
 
