@@ -32,7 +32,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -83,7 +83,31 @@ def _if_match(request: Request) -> int | None:
 
 def _flag_item(item: Versioned[Any]) -> dict[str, Any]:
     return {**flag_to_data(item.value), "version": item.version,
-            "updated_at": item.updated_at.isoformat(), "updated_by": item.updated_by}
+            "updated_at": item.updated_at.isoformat(), "updated_by": item.updated_by,
+            **item.meta}
+
+
+def _drift_warnings(item: Versioned[Any] | None) -> list[str]:
+    if item is None or not item.meta.get("drifted"):
+        return []
+    return [f"flag '{item.value.key}' is managed in git ({item.meta.get('git_path')}) and now "
+            "differs from it: `rollwave flags sync` will report it as drifted (and refuse to "
+            "overwrite it without --force) until the file is updated"]
+
+
+@runtime_checkable
+class AuditedStore(Protocol):
+    """A store with history and revert (the database store)."""
+
+    def history(self, key: str | None = None, *, kind: Any = "flag", limit: int = 100,
+                newest_first: bool = True) -> list[Any]:
+        """Changes of one item, newest first."""
+        ...
+
+    def revert(self, key: str, *, actor: str, reason: str = "", to_version: int | None = None,
+               kind: Any = "flag", expected_version: int | None = None) -> Change:
+        """Undo the last change (or go back to a version)."""
+        ...
 
 
 def _change_body(change: Change) -> dict[str, Any]:
@@ -212,6 +236,13 @@ def flags_router(  # noqa: PLR0915
 
     @router.get("/api/v1/flags", tags=["flags"])
     def list_flags(_actor: Any = read_dep) -> dict[str, Any]:
+        revision = store.revision()
+        records = getattr(store, "records", None)
+        if records is not None:  # the database store lists in one query
+            return {"flags": [{**r.data, "version": r.version,
+                               "updated_at": r.updated_at.isoformat(),
+                               "updated_by": r.updated_by, **r.meta()} for r in records()],
+                    "revision": revision}
         flagset, revision = store.flagset()
         items = []
         for key in sorted(flagset.flags):
@@ -238,9 +269,15 @@ def flags_router(  # noqa: PLR0915
         except RollwaveError as exc:
             return _error(exc)
         item = store.get_flag(key)
-        body = {"flag": _flag_item(item) if item else None, "change": _change_body(change)}
+        body: dict[str, Any] = {"flag": _flag_item(item) if item else None,
+                                "change": _change_body(change)}
+        headers = {"ETag": f'"{change.version}"'}
+        warnings = _drift_warnings(item)
+        if warnings:
+            body["warnings"] = warnings
+            headers["X-Rollwave-Warning"] = "drifted-from-git"
         return JSONResponse(body, status_code=201 if change.before is None else 200,
-                            headers={"ETag": f'"{change.version}"'})
+                            headers=headers)
 
     @router.put("/api/v1/flags/{key}", tags=["flags"])
     async def put_flag(key: str, request: Request, actor: Any = write_dep) -> Response:
@@ -277,6 +314,27 @@ def flags_router(  # noqa: PLR0915
         except RollwaveError as exc:
             return _error(exc)
         return JSONResponse({"change": _change_body(change)})
+
+    if isinstance(store, AuditedStore):
+        audited = store
+
+        @router.get("/api/v1/flags/{key}/history", tags=["flags"])
+        def flag_history(key: str, limit: int = Query(default=100, ge=1, le=1000),
+                         full: bool = False, _actor: Any = read_dep) -> dict[str, Any]:
+            entries = audited.history(key, limit=limit)
+            return {"key": key, "history": [e.to_dict(full=full) for e in entries]}
+
+        @router.post("/api/v1/flags/{key}/revert", tags=["flags"])
+        def revert_flag(key: str, request: Request,
+                        to_version: int | None = Query(default=None, ge=1),
+                        actor: Any = write_dep) -> Response:
+            try:
+                change = audited.revert(key, actor=_actor_name(actor),
+                                        reason=reason_of(request), to_version=to_version,
+                                        expected_version=_if_match(request))
+            except RollwaveError as exc:
+                return _error(exc)
+            return JSONResponse({"change": _change_body(change)})
 
     @router.post("/api/v1/flags/{key}/kill", tags=["flags"])
     def kill(key: str, request: Request, environment: str | None = env_query,

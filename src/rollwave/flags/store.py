@@ -1,8 +1,9 @@
 """Where flags live: the :class:`FlagStore` Protocol and an in-memory implementation.
 
-The database-backed store (with audit log and per-flag history) implements the same
-Protocol. Every write takes an ``actor`` and a ``reason`` and returns a :class:`Change` with
-the before and after values, so an audit trail can record who, when, why and what. Every write
+The database-backed store (:class:`rollwave.flags.dbstore.DatabaseFlagStore`, with audit log,
+per-flag history and revert) implements the same Protocol. Every write takes an ``actor`` and a
+``reason`` and returns a :class:`Change` with the before and after values, so an audit trail
+can record who, when, why and what. Every write
 bumps the store-wide ``revision``; subscribers are told the new revision (from the writing
 thread), which is how the HTTP layer pushes changes to SSE clients.
 """
@@ -10,10 +11,10 @@ thread), which is how the HTTP layer pushes changes to SSE clients.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from rollwave.flags.errors import FlagConflict, FlagNotFound, SegmentNotFound
 from rollwave.flags.model import Flag, FlagSet, Segment
@@ -24,12 +25,17 @@ Clock = Callable[[], datetime]
 
 @dataclass(frozen=True, slots=True)
 class Versioned(Generic[T]):
-    """A stored value with its per-item version (bumped on every change of that item)."""
+    """A stored value with its per-item version (bumped on every change of that item).
+
+    ``meta`` carries what a store knows beyond that (the database store: ``managed_by``
+    ``git``/``api``, ``git_path``, ``drifted``, ``created_at``/``created_by``).
+    """
 
     value: T
     version: int
     updated_at: datetime
     updated_by: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

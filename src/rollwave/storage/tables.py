@@ -240,4 +240,4 @@ notes = Table(
 )
 Index("ix_notes_customer", notes.c.customer, notes.c.created_at)
 
-from rollwave.storage import flag_tables as flag_tables  # noqa: E402 - flags register on metadata
+from rollwave.storage import flag_tables  # noqa: E402, F401 - flags register on metadata
