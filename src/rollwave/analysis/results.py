@@ -7,6 +7,7 @@ little data) are different from *Failed*, and neither counts as *Successful*.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +70,28 @@ class Verdict:
             "summary": self.summary,
             "checks": [
                 {"name": c.name, "outcome": c.outcome.value, "explanation": c.explanation,
-                 "value": c.value, "threshold": c.threshold, "samples": c.samples}
+                 "value": c.value, "threshold": c.threshold, "samples": c.samples,
+                 **_chart_data(c.data)}
                 for c in self.checks
             ],
         }
+
+
+_CHART_KEYS = ("series", "unit", "label", "service", "metric")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _chart_data(data: dict[str, Any]) -> dict[str, Any]:
+    """What the dashboard charts of a check (its per-interval series), JSON-safe; {} if none."""
+    if not data.get("series"):
+        return {}
+    return {"data": _finite({k: data[k] for k in _CHART_KEYS if k in data})}
