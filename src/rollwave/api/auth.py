@@ -79,7 +79,7 @@ def acting_app(request: Request, principal: Principal) -> App:
     """The App bound to the caller, so events name who acted."""
     base = app_of(request)
     return App(root=base.root, database_url=base.database_url, actor=principal.username,
-               _workspace=base._workspace, _db=base._db)
+               _workspace=base._workspace, _db=base.db())  # one engine per process
 
 
 # --- OpenAPI documentation of the two ways in, and the session cookie --------------------------
