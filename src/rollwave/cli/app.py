@@ -81,7 +81,7 @@ def main() -> None:
     from rollwave.errors import RollwaveError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except RollwaveError as exc:
         state.print_error(exc)
         sys.exit(1)
@@ -94,19 +94,18 @@ def main() -> None:
         state.err.print("[yellow]aborted[/]")
         sys.exit(1)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+        # Usage errors come from the click that typer vendors; recognise them by shape.
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         if os.environ.get("ROLLWAVE_DEBUG"):
             raise
         state.err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}\n"
                         "This is a bug in Rollwave. Re-run with ROLLWAVE_DEBUG=1 for the "
                         "traceback and report it.")
         sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

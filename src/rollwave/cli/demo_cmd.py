@@ -21,7 +21,7 @@ def demo(
         "--dir", help="Write the demo workspace here instead of a temporary directory.",
         show_default=False)] = None,
     stop: Annotated[bool, typer.Option(
-        "--stop", help="Stop the instances of a demo kept with --keep (use with -w DIR).")]
+        "--stop", help="Stop the instances of a demo kept with --keep (with --dir DIR).")]
     = False,
 ) -> None:
     """Run a 12-customer fleet on this machine and ship 1.0, then 1.1 in waves; 1.1 breaks one
@@ -34,7 +34,7 @@ def demo(
     if stop:
         root = state.options.workspace or directory
         if root is None:
-            raise typer.BadParameter("say which demo workspace: rollwave -w DIR demo --stop")
+            raise typer.BadParameter("say which demo workspace: rollwave demo --stop --dir DIR")
         count = stop_demo(root)
         state.out.print(f"Stopped {count} demo instances.")
         return

@@ -29,6 +29,14 @@ from rollwave.services import releases, rollouts
 from rollwave.services.context import App
 
 
+class DemoStuck(RollwaveError):
+    """The demo's rollout paused (e.g. verification could not gather enough traffic)."""
+
+    code = "demo.stuck"
+    default_hint = ("the machine may be too busy for the demo fleet to serve its traffic; "
+                    "try again when it is quieter, or `rollwave demo --keep` to look around")
+
+
 @dataclass
 class DemoResult:
     """What happened, for the summary and for tests."""
@@ -115,8 +123,13 @@ def _follow(console: Console, app: App, rollout_id: str,
             on_wait: Callable[[rollouts.RolloutStatus], None]) -> None:
     approved: set[int] = set()
     seen = 0
+    give_up = time.monotonic() + 150
 
     def step(view: rollouts.RolloutStatus) -> None:
+        if view.rollout.state == RolloutState.PAUSED or time.monotonic() > give_up:
+            why = view.rollout.waiting_for or "it took too long"
+            rollouts.control(app, rollout_id, ControlAction.ABORT, reason=f"demo stops: {why}")
+            raise DemoStuck(why)
         if view.rollout.state == RolloutState.WAITING and view.rollout.current_wave not in \
                 approved and "approval" in view.rollout.waiting_for:
             approved.add(view.rollout.current_wave)
@@ -194,7 +207,7 @@ def _summary(console: Console, result: DemoResult, keep: bool) -> None:
     if keep:
         console.print(f"The fleet is still running. Explore it:\n  cd {result.workspace}\n"
                       "  rollwave status latest; rollwave history; rollwave events --search "
-                      f"{BROKEN_CUSTOMER}\nStop it with `rollwave demo --stop -w "
+                      f"{BROKEN_CUSTOMER}\nStop it with `rollwave demo --stop --dir "
                       f"{result.workspace}`.")
 
 

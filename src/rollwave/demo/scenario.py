@@ -73,14 +73,14 @@ ENTERPRISE_OVERLAY: dict[str, Any] = {
 def project(verify_seconds: float) -> dict[str, Any]:
     """rollwave.yaml for the demo: local deployer, short verification, two policies."""
     verify = {
-        "duration": f"{verify_seconds:g}s", "interval": "1s", "min_requests": 30,
+        "duration": f"{verify_seconds:g}s", "interval": "1s", "min_requests": 20,
         "health": {"path": "/health"},
         "metrics": [
             {"name": "errors", "metric": "error_ratio", "fail_above": 0.05},
             {"name": "latency", "metric": "p95_latency_ms", "fail_above": 150},
         ],
     }
-    quick = {**verify, "duration": "2s", "min_requests": 20}
+    quick = {"duration": "0s", "interval": "1s", "health": {"path": "/health"}}
     return {
         "project": "rollwave-demo",
         "environments": {"production": {"description": "customer-facing", "production": True}},

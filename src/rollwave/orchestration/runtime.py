@@ -37,6 +37,28 @@ def _no_secrets(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return dict(values), []
 
 
+class DeployerCache:
+    """Deployers of a workspace by name, each built once from rollwave.yaml and reused."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._built: dict[str, Deployer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Deployer:
+        with self._lock:
+            if name not in self._built:
+                workspace = self.app.workspace()
+                options = workspace.project.deployers.get(name)
+                if options is None:
+                    raise RollwaveError(f"no deployer named '{name}' in rollwave.yaml",
+                                        hint="declare it under deployers:")
+                env = DeployerEnvironment(state_dir=self.app.state_dir,
+                                          services=workspace.project.services)
+                self._built[name] = registry.create(str(options["kind"]), dict(options), env)
+            return self._built[name]
+
+
 @dataclass
 class Runtime:
     """Everything a rollout step needs, shared by the worker's threads."""
@@ -50,9 +72,12 @@ class Runtime:
     """The orchestrator's notion of now (windows, freezes, timers); tests move it."""
     max_wait: float = 300.0
     """Longest single durable wait before the clock is read again."""
-    _deployers: dict[str, Deployer] = field(default_factory=dict, repr=False)
+    _deployers: DeployerCache = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _control_cache: dict[str, tuple[float, set[str]]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._deployers = DeployerCache(self.app)
 
     @property
     def db(self) -> Database:
@@ -70,17 +95,7 @@ class Runtime:
         """The deployer configured under ``name`` in rollwave.yaml (built once, then reused)."""
         if name in self.deployer_overrides:
             return self.deployer_overrides[name]
-        with self._lock:
-            if name not in self._deployers:
-                workspace = self.workspace()
-                options = workspace.project.deployers.get(name)
-                if options is None:
-                    raise RollwaveError(f"no deployer named '{name}' in rollwave.yaml",
-                                        hint="declare it under deployers:")
-                env = DeployerEnvironment(state_dir=self.app.state_dir,
-                                          services=workspace.project.services)
-                self._deployers[name] = registry.create(str(options["kind"]), dict(options), env)
-            return self._deployers[name]
+        return self._deployers.get(name)
 
     def pending_actions(self, rollout_id: str) -> set[str]:
         """Unconsumed control actions for a rollout, re-read at most every ``control_poll`` s."""

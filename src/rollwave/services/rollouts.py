@@ -67,6 +67,7 @@ def start(app: App, release_id: str, *, policy: str | None = None, reason: str =
     if the_plan.target_count == 0:
         raise PlanError(f"release {release_id} changes nothing: every instance already runs it",
                         hint="see `rollwave plan` and `rollwave status`")
+    the_plan, drift_note = _apply_drift_policy(app, the_plan, chosen.drift)
     rollout_id = "ro-" + secrets.token_hex(4)
     wanted = {t.instance for w in the_plan.waves for t in w.targets}
     with app.db().begin() as conn:
@@ -91,9 +92,38 @@ def start(app: App, release_id: str, *, policy: str | None = None, reason: str =
                      actor=app.actor, rollout_id=rollout_id,
                      data={"release": release_id, "policy": policy_name,
                            "emergency": is_emergency, "targets": the_plan.target_count})
+        if drift_note:
+            append_event(conn, "rollout.drift", drift_note, actor=app.actor,
+                         rollout_id=rollout_id)
         record = repo.get_rollout(conn, rollout_id)
     assert record is not None
     return record
+
+
+def _apply_drift_policy(app: App, the_plan: Plan, policy: str) -> tuple[Plan, str]:
+    """Refuse, skip or repair instances that drifted from their last deployment."""
+    from dataclasses import replace
+
+    from rollwave.services.drift import find_drift
+
+    keys = [t.instance for w in the_plan.waves for t in w.targets]
+    drifted = find_drift(app, keys)
+    if not drifted:
+        return the_plan, ""
+    names = sorted({d.instance for d in drifted})
+    listing = "; ".join(d.message for d in drifted[:5]) + (" …" if len(drifted) > 5 else "")
+    if policy == "refuse":
+        raise PlanError(f"{len(names)} instances drifted from their last deployment: {listing}",
+                        hint="inspect with `rollwave drift`; fix them, or use a policy with "
+                             "drift: skip (leave them out) or drift: repair (redeploy them)")
+    if policy == "repair":
+        return the_plan, (f"{len(names)} drifted instances will be repaired by this rollout: "
+                          f"{listing}")
+    skip = set(names)
+    waves = tuple(replace(w, targets=tuple(t for t in w.targets if t.instance not in skip))
+                  for w in the_plan.waves)
+    return replace(the_plan, waves=waves, excluded=(*the_plan.excluded, *names)), \
+        f"{len(names)} drifted instances left out of this rollout: {listing}"
 
 
 def resolve(app: App, ref: str | None) -> repo.RolloutRecord:
