@@ -450,7 +450,8 @@ def reference_versions(app: App, services: Sequence[str],
     return reference, source
 
 
-def _version_counts(app: App) -> tuple[dict[str, list[tuple[str, int]]], dict[str, int]]:
+def version_counts(app: App) -> tuple[dict[str, list[tuple[str, int]]], dict[str, int]]:
+    """Fleet-wide: service -> (version, instances) most common first; health -> instances."""
     query = (sa.select(instance_state.c.service, instance_state.c.version,
                        instance_state.c.health, sa.func.count())
              .group_by(instance_state.c.service, instance_state.c.version,
@@ -523,7 +524,7 @@ def matrix(app: App, query: MatrixQuery) -> MatrixPage:
     """
     expr = _check_query(query)
     index = fleet_index(app)
-    counts, health_counts = _version_counts(app)
+    counts, health_counts = version_counts(app)
     services = index.services or tuple(sorted(counts))
     reference, source = reference_versions(app, services, counts)
     rows = _filter_rows(index, query, expr)
@@ -579,7 +580,7 @@ def customer_view(app: App, customer: str, *, history: int = 50) -> CustomerView
         raise NotFound(f"no customer '{customer}' in this workspace",
                        hint="search the fleet matrix for it")
     keys = [r.key for r in rows]
-    counts, _ = _version_counts(app)
+    counts, _ = version_counts(app)
     services = index.services or tuple(sorted(counts))
     reference, _ = reference_versions(app, services, counts)
     raw = _states_for(app, keys)
