@@ -124,14 +124,14 @@ class WorkspaceError(RollwaveError):
     code = "workspace.error"
 
 
-class WorkspaceNotFound(WorkspaceError):  # noqa: N818 - stable public names
+class WorkspaceNotFound(WorkspaceError):
     """No ``rollwave.yaml`` here or in any parent directory."""
 
     code = "workspace.not_found"
     default_hint = "run `rollwave init DIR` to create one, or pass --workspace DIR"
 
 
-class ValidationFailed(WorkspaceError):  # noqa: N818 - stable public names
+class ValidationFailed(WorkspaceError):
     """User input has problems; all of them are reported at once, each with its location."""
 
     code = "workspace.invalid"
@@ -159,7 +159,7 @@ class ValidationFailed(WorkspaceError):  # noqa: N818 - stable public names
         return body
 
 
-class NotFound(RollwaveError):  # noqa: N818 - stable public names
+class NotFound(RollwaveError):
     """Something named by the user does not exist."""
 
     code = "rollwave.not_found"
@@ -181,7 +181,7 @@ class InstanceNotFound(NotFound):
     default_hint = "instances are named CUSTOMER/INSTANCE; see customers/*.yaml"
 
 
-class Conflict(RollwaveError):  # noqa: N818 - stable public names
+class Conflict(RollwaveError):
     """The request contradicts the current state."""
 
     code = "rollwave.conflict"
@@ -215,7 +215,7 @@ class DeployError(RollwaveError):
     code = "deploy.failed"
 
 
-class PluginNotFound(RollwaveError):  # noqa: N818 - stable public names
+class PluginNotFound(RollwaveError):
     code = "plugin.unknown_kind"
 
     def __init__(self, port: str, kind: str, known: Iterable[str]) -> None:
@@ -240,13 +240,13 @@ class AuthError(RollwaveError):
     default_hint = "send `Authorization: Bearer TOKEN` (create one with `rollwave token create`)"
 
 
-class PermissionDenied(AuthError):  # noqa: N818 - stable public names
+class PermissionDenied(AuthError):
     code = "auth.forbidden"
     http_status = 403
     default_hint = "ask an admin for a role that allows this action"
 
 
-class OrchestratorBusy(RollwaveError):  # noqa: N818 - stable public names
+class OrchestratorBusy(RollwaveError):
     code = "orchestrator.busy"
     http_status = 409
 

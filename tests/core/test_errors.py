@@ -35,7 +35,8 @@ def _import_everything() -> None:
 def test_every_error_class_has_a_unique_well_formed_code() -> None:
     _import_everything()
     classes = all_error_classes()
-    assert RollwaveError in classes and ValidationFailed in classes
+    assert RollwaveError in classes
+    assert ValidationFailed in classes
     by_code: dict[str, list[str]] = {}
     for cls in classes:
         assert CODE.match(cls.code), f"{cls.__qualname__}: code {cls.code!r}"
@@ -106,7 +107,8 @@ def test_validation_failed_carries_every_problem() -> None:
 
 def test_plugin_not_found_lists_known_kinds() -> None:
     exc = PluginNotFound("deployer", "ssh", ["local", "command"])
-    assert exc.message == "no deployer of kind 'ssh'" and exc.hint == "use one of: command, local"
+    assert exc.message == "no deployer of kind 'ssh'"
+    assert exc.hint == "use one of: command, local"
     assert PluginNotFound("deployer", "x", []).hint == "use one of: none"
 
 

@@ -91,4 +91,5 @@ def test_bad_workspace(case: Path, tmp_path: Path) -> None:
     assert report.ok is (not wanted)
     for problem in errors:
         assert problem.file, f"every problem names its file: {problem.render()}"
-        assert problem.message and "Traceback" not in problem.message
+        assert problem.message
+        assert "Traceback" not in problem.message

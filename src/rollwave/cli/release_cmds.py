@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from rollwave.cli import render, state
@@ -80,12 +80,14 @@ def list_(
     if not records:
         state.out.print("No releases yet: `rollwave release create -v web=1.0`")
         return
-    table = Table("release", "created (UTC)", "by", "versions", "notes", box=None,
-                  padding=(0, 2), pad_edge=False)
+    table = Table("release", "created (UTC)", Column("by", max_width=24, no_wrap=True),
+                  "versions", Column("notes", no_wrap=True), box=None, padding=(0, 2),
+                  pad_edge=False)
     for r in records:
-        table.add_row(Text(r.id), f"{r.created_at:%Y-%m-%d %H:%M}", Text(r.created_by),
-                      Text(_versions(r.versions)), Text(_one_line(r.notes, 60)))
-    state.out.print(table)
+        table.add_row(Text(r.id), f"{r.created_at:%Y-%m-%d %H:%M}",
+                      Text(_one_line(r.created_by, 24)), Text(_versions(r.versions)),
+                      Text(_one_line(r.notes, 60)))
+    render.plain_width(state.out).print(table)
 
 
 @release_app.command("show")

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from rollwave.cli import state
@@ -35,7 +35,7 @@ def _change_text(changes: list[dict[str, Any]] | tuple[Any, ...]) -> str:
             "service": change.service, "from_version": change.from_version,
             "to_version": change.to_version, "from_config": change.from_config,
             "to_config": change.to_config}
-        text = f"{c['service']} {c.get('from_version') or '∅'} → {c['to_version']}"
+        text = f"{c['service']} {c.get('from_version') or '(new)'} → {c['to_version']}"
         if c.get("from_version") == c["to_version"]:
             text = f"{c['service']} {c['to_version']} (config only)"
         elif c.get("to_config") and c.get("from_config") and c["to_config"] != c["from_config"]:
@@ -44,7 +44,7 @@ def _change_text(changes: list[dict[str, Any]] | tuple[Any, ...]) -> str:
     return ", ".join(parts)
 
 
-def _plain_width(console: Console, width: int = 160) -> Console:
+def plain_width(console: Console, width: int = 160) -> Console:
     """``console`` on a terminal; otherwise (a pipe, a CI log) one wide enough that table rows
     are not folded into several lines, which grep and log viewers handle badly."""
     if console.is_terminal or console.width >= width:
@@ -85,7 +85,7 @@ def plan(preview: Any, *, full: bool = False, max_rows: int = 12) -> None:
     """The waves of a plan: instances grouped by identical change and window state unless
     ``full``, so a 500-instance plan stays a screenful; ``full`` lists every instance."""
     p = preview.plan
-    out = _plain_width(state.out)
+    out = plain_width(state.out)
     out.print(f"[bold]Plan for release {escape(p.release)}[/] · policy {escape(p.policy)}"
               + (" · [bold red]EMERGENCY[/]" if p.emergency else ""), soft_wrap=True)
     out.print(f"{_plural(p.target_count, 'instance')} to change in {_plural(len(p.waves), 'wave')}"
@@ -127,12 +127,14 @@ def plan(preview: Any, *, full: bool = False, max_rows: int = 12) -> None:
 
 
 def _wave_table(targets: Any, *, full: bool, max_rows: int) -> Table:
-    table = Table("instances" if not full else "instance", "now → after", "window", box=None,
-                  pad_edge=False, padding=(0, 2))
     if full:
+        table = Table("instance", "now → after", "window", box=None, pad_edge=False,
+                      padding=(0, 2))
         for t in targets:
             table.add_row(Text(t.instance), Text(_change_text(t.changes)), Text(_window(t)))
         return table
+    table = Table(Column("n", justify="right"), "instances", "now → after", "window", box=None,
+                  pad_edge=False, padding=(0, 2))
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for t in targets:
         groups[(_change_text(t.changes), _window_class(t))].append(t)
@@ -140,13 +142,11 @@ def _wave_table(targets: Any, *, full: bool, max_rows: int) -> Table:
     for (change, _), members in rows[:max_rows]:
         window = _window(members[0]) if len(members) == 1 else _group_window(members)
         names = [t.instance for t in members]
-        label = _names(names) if len(names) <= 3 else f"{len(names):,}: {_names(names)}"
-        table.add_row(Text(label), Text(change), Text(window))
+        table.add_row(f"{len(names):,}", Text(_names(names)), Text(change), Text(window))
     if len(rows) > max_rows:
         hidden = rows[max_rows:]
-        table.add_row(Text(f"… {len(hidden):,} more groups "
-                           f"({sum(len(m) for _, m in hidden):,} instances)", style="dim"),
-                      "", "")
+        table.add_row(f"{sum(len(m) for _, m in hidden):,}",
+                      Text(f"… in {len(hidden):,} more groups", style="dim"), "", "")
     return table
 
 

@@ -64,8 +64,7 @@ def validate(
     if as_json:
         state.emit_json({"ok": report.ok, "problems": [p.to_dict() for p in report.problems],
                          "summary": report.summary})
-        _exit(0 if report.ok else 1)
-        return
+        raise typer.Exit(0 if report.ok else 1)
     for problem in report.problems:
         colour = "red" if problem.severity == "error" else "yellow"
         label = "" if problem.severity == "error" else "warning: "
@@ -84,18 +83,7 @@ def validate(
     extra = f" and {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
     state.out.print(f"[red]✗ {errors} error{'s' if errors != 1 else ''}{extra}[/]: fix them "
                     "and run `rollwave validate` again", soft_wrap=True)
-    _exit(1)
-
-
-def _exit(code: int) -> None:
-    """Leave with ``code``.
-
-    SystemExit rather than ``typer.Exit``: ``rollwave.cli.app.main`` runs typer with
-    ``standalone_mode=False``, which turns ``typer.Exit(1)`` into a return value it drops, so
-    the process would exit 0 and CI would pass a broken workspace.
-    """
-    if code:
-        raise SystemExit(code)
+    raise typer.Exit(1)
 
 
 def schema(

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -75,9 +75,17 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$|^\s*\d+(\.\d+)?\s*$"
+"""What :func:`parse_duration` accepts as text (for the JSON Schema editors validate with)."""
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({
+        "anyOf": [{"type": "number", "minimum": 0},
+                  {"type": "string", "pattern": DURATION_PATTERN}],
+        "description": "seconds, or text like 30s, 5m, 1h30m, 2d",
+    }),
 ]
 """A pydantic field type: accepts ``30s`` / ``5m`` / seconds, stores float seconds."""

@@ -262,8 +262,21 @@ class HttpGate(Strict):
 Gate = Annotated[ApprovalGate | CommandGate | HttpGate, Field(discriminator="kind")]
 
 
+def _wave_schema(schema: dict[str, Any]) -> None:
+    """The shorthands the validators accept: ``select: rest`` and ``gates: [approval]``."""
+    props = schema.get("properties", {})
+    if "select" in props:
+        props["select"] = {"anyOf": [props["select"], {"const": "rest"}]}
+    gates = props.get("gates")
+    if isinstance(gates, dict) and "items" in gates:
+        gates["items"] = {"anyOf": [{"const": "approval"}, gates["items"]]}
+
+
 class Wave(Strict):
     """One step of a rollout: which instances, how many at once, how long to bake, what may fail."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              json_schema_extra=_wave_schema)
 
     name: str = Field(min_length=1, max_length=100)
     select: Selector

@@ -151,22 +151,36 @@ def starter_customers(base_port: int = 18100) -> list[CustomerSeed]:
 def write_workspace(root: Path, project: dict[str, Any], customers: list[dict[str, Any]],
                     extra_files: dict[str, str] | None = None, *,
                     force: bool = False) -> list[Path]:
-    """Write a workspace; refuses to overwrite an existing ``rollwave.yaml`` unless ``force``."""
-    root.mkdir(parents=True, exist_ok=True)
-    if (root / "rollwave.yaml").exists() and not force:
-        raise WorkspaceError(f"{root / 'rollwave.yaml'} already exists",
-                             hint="pick an empty directory, or pass --force to overwrite")
-    written = []
+    """Write a workspace; refuses to overwrite any existing file unless ``force``.
+
+    Raises :class:`WorkspaceError` (never an ``OSError``) when ``root`` cannot be written.
+    """
     files = {"rollwave.yaml": PROJECT_HEADER + "\n" + dump_yaml(project),
              ".gitignore": ".rollwave/\n"}
     for doc in customers:
         files[f"customers/{doc['id']}.yaml"] = CUSTOMER_HEADER + "\n" + dump_yaml(doc)
     files.update(extra_files or {})
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError(f"{root} is a file, not a directory",
+                             hint="pass a new or empty directory: `rollwave init DIR`")
+    existing = sorted(rel for rel in files if (root / rel).exists())
+    if existing and not force:
+        shown = ", ".join(existing[:5]) + (" …" if len(existing) > 5 else "")
+        what = (f"{root / 'rollwave.yaml'} already exists" if "rollwave.yaml" in existing
+                else f"{root} already has {shown}")
+        raise WorkspaceError(what, hint="pick an empty directory, or pass --force to "
+                                        f"overwrite {shown}")
+    written = []
+    try:
+        for rel, text in files.items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    except OSError as exc:
+        raise WorkspaceError(f"cannot write the workspace in {root}: {exc.strerror} "
+                             f"({exc.filename})",
+                             hint="check the directory's permissions and free space") from None
     return written
 
 
