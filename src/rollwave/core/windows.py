@@ -8,8 +8,9 @@ always passed in, aware.
 Times are wall-clock times of the window's zone. Across daylight-saving changes a window keeps its
 wall-clock times (so it is an hour shorter or longer that night); a time the clock skips (02:30
 when clocks jump from 02:00 to 03:00) means the moment of the jump, and a time the clock shows
-twice (02:30 when clocks fall back) means its first occurrence. Either way Rollwave never deploys
-at a moment the wall clock shows a time outside the window.
+twice (02:30 when clocks fall back) means its first occurrence. A window is one continuous period
+from its start to its end, so on the night clocks fall back a window spanning 02:00 also covers the
+repeated hour.
 """
 
 from __future__ import annotations
