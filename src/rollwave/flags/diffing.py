@@ -63,7 +63,7 @@ def definition_changes(kind: str, before: Any, after: Any) -> list[dict[str, Any
 def _full(kind: str, data: Any) -> Any:
     model = Flag if kind == "flag" else Segment
     try:
-        return model.model_validate(data).model_dump(mode="json")
+        return model.model_validate(data).model_dump(mode="json", exclude_none=True)
     except ValueError:
         return data
 

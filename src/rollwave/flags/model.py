@@ -3,7 +3,7 @@
 A :class:`Flag` has typed named variants, targeting :class:`Rule`\\ s evaluated top to bottom,
 a fallthrough :class:`Serve` for contexts no rule takes, an off variant served when the flag is
 disabled or killed, prerequisites on other flags, per-environment settings and a rollout plan
-(stored now, executed by the guarded-rollout service later). See ``docs/flags.md``.
+(steps with guards, executed by :mod:`rollwave.flags.rollouts`). See ``docs/flags.md``.
 
 Variant names given as YAML booleans (``on``/``off``/``true``/``false`` all parse as booleans in
 YAML 1.1) are read as the names ``"true"`` and ``"false"``, which are also the default variant
@@ -17,7 +17,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 FlagType = Literal["boolean", "string", "number", "json"]
 HashAlgorithm = Literal["rollwave", "flagd", "unleash"]
@@ -245,23 +252,102 @@ class EnvironmentSettings(_Model):
         classmethod(lambda cls, v: variant_name(v)))
 
 
+def _duration(value: Any) -> Any:
+    if value is None:
+        return None
+    from rollwave.core.durations import parse_duration
+    parse_duration(value)  # raises ValueError with the accepted forms
+    return str(value) if not isinstance(value, str) else value
+
+
+class Guard(_Model):
+    """Metric checks that must hold while a rollout step is live (see ``docs/flags.md``).
+
+    Either ``profile`` (a verification profile of ``rollwave.yaml``, its health, smoke and
+    metric checks) or ``metrics`` (metric checks in the verification format: ``name``,
+    ``metric``, ``source``, ``fail_above``/``fail_below``…), measured on the chosen
+    ``instances`` (a tag expression, or instance keys; default: every instance of the plan's
+    environment, at most ``limit``). ``duration``/``interval`` override the window.
+    """
+
+    profile: str | None = Field(default=None, min_length=1, max_length=100)
+    metrics: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    instances: str | list[str] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    duration: str | int | float | None = None
+    interval: str | int | float | None = None
+
+    _windows = field_validator("duration", "interval")(classmethod(lambda cls, v: _duration(v)))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Guard:
+        if (self.profile is None) == (not self.metrics):
+            raise ValueError("a guard needs either 'profile' (a verification profile of "
+                             "rollwave.yaml) or 'metrics' (a list of metric checks)")
+        if self.metrics:
+            from rollwave.core.model import MetricCheck
+            for index, check in enumerate(self.metrics):
+                try:
+                    MetricCheck.model_validate(check)
+                except ValidationError as exc:
+                    error = exc.errors(include_url=False)[0]
+                    where = ".".join(str(p) for p in error["loc"])
+                    message = str(error["msg"]).removeprefix("Value error, ")
+                    raise ValueError(f"metrics[{index}]{'.' + where if where else ''}: "
+                                     f"{message}") from None
+        return self
+
+
 class RolloutStep(_Model):
-    """One step of a progressive rollout, executed by the guarded-rollout service (phase 2)."""
+    """One step of a progressive rollout: the share to serve, when, and its guards.
+
+    ``after`` (a duration after the previous step went live) and ``at`` (a moment, ISO 8601)
+    say when the step may go live (both: the later); the first step goes live at the start
+    unless they say otherwise. ``guards`` name guards of the plan (or verification profiles of
+    ``rollwave.yaml``) that must pass before the rollout moves on.
+    """
 
     percentage: float = Field(gt=0, le=100)
     at: datetime | None = None
-    after: str | None = Field(default=None, pattern=r"^\d+(s|m|h|d)$")
+    after: str | None = None
     guards: list[str] = Field(default_factory=list)
+
+    _after = field_validator("after", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("percentage")
+    @classmethod
+    def _resolution(cls, value: float) -> float:
+        if abs(value * 100 - round(value * 100)) > 1e-6:
+            raise ValueError("percentages have a resolution of 0.01 (e.g. 12.34)")
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            from datetime import UTC
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class RolloutPlan(_Model):
-    """Steps moving ``variant``'s share of the fallthrough split up to 100 %."""
+    """Steps moving ``variant``'s share of the fallthrough up to 100 %, guarded by metrics.
+
+    The rest of the traffic is served ``baseline`` (default: the variant served before the
+    rollout, else the off variant). ``environment`` is the environment whose fallthrough the
+    steps set (default: the flag's top-level fallthrough). ``bucketing`` defaults to the
+    flag's.
+    """
 
     variant: str
+    baseline: str | None = None
     environment: str | None = None
+    bucketing: Bucketing | None = None
+    guards: dict[str, Guard] = Field(default_factory=dict)
     steps: list[RolloutStep] = Field(min_length=1, max_length=100)
 
-    _name = field_validator("variant", mode="before")(classmethod(lambda cls, v: variant_name(v)))
+    _name = field_validator("variant", "baseline", mode="before")(
+        classmethod(lambda cls, v: variant_name(v)))
 
     @model_validator(mode="after")
     def _increasing(self) -> RolloutPlan:
@@ -270,7 +356,13 @@ class RolloutPlan(_Model):
             if step.percentage < last:
                 raise ValueError("rollout steps must not go down in percentage")
             last = step.percentage
+        if self.baseline is not None and self.baseline == self.variant:
+            raise ValueError("the baseline variant must differ from the rolled-out variant")
         return self
+
+    def guard_names(self) -> set[str]:
+        """Every guard name the steps use."""
+        return {name for step in self.steps for name in step.guards}
 
 
 _TYPE_CHECKS: dict[str, tuple[str, Any]] = {
@@ -368,6 +460,8 @@ class Flag(_Model):
                 refs.extend((f"environments.{env}.rules[{i}]", n) for n in rule.serve.variants())
         if self.rollout_plan:
             refs.append(("rollout_plan.variant", self.rollout_plan.variant))
+            if self.rollout_plan.baseline:
+                refs.append(("rollout_plan.baseline", self.rollout_plan.baseline))
         return refs
 
     def all_rules(self) -> list[Rule]:

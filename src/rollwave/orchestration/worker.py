@@ -218,3 +218,8 @@ def worker_running(state_dir: Path) -> bool:
 def active_rollouts(rt: Runtime) -> list[Any]:
     with rt.db.read() as conn:
         return repo.find_rollouts(conn, states=[s for s in RolloutState if s.active])
+
+
+from rollwave.flags.scheduler import flag_rollout_tick  # noqa: E402 - guarded flag rollouts
+
+TICK_HOOKS.append(flag_rollout_tick)
