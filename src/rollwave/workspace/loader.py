@@ -470,6 +470,8 @@ def check_customers(project: Project, customers: Mapping[str, Customer],
                 problems.append(doc.problem((*at, "deployer"), f"unknown deployer "
                                             f"'{inst.deployer}'",
                                             hint=_choices("deployers", project.deployers)))
+            if inst.deployer is None:
+                problems.extend(_mixed_deployers(doc, at, project, inst))
             if _deployer_kind(project, inst) == "local":
                 problems.extend(_check_local_ports(doc, at, f"{customer.id}/{name}", project,
                                                    inst, ports))
@@ -478,6 +480,20 @@ def check_customers(project: Project, customers: Mapping[str, Customer],
                         hint=_choices("services", project.services))
             for service in customer.config if service not in project.services)
     return problems
+
+
+def _mixed_deployers(doc: YamlDocument, at: tuple[str, str], project: Project,
+                     inst: Instance) -> list[Problem]:
+    """An instance is deployed by one deployer: its services must agree on it."""
+    services = inst.services if inst.services is not None else list(project.services)
+    by_service = {s: project.services[s].deployer for s in services if s in project.services}
+    if len(set(by_service.values())) <= 1:
+        return []
+    listed = ", ".join(f"{s}: {d}" for s, d in by_service.items())
+    return [doc.problem(at, f"instance '{at[1]}' runs services with different deployers "
+                        f"({listed}), but an instance is deployed by one deployer",
+                        hint="set `deployer:` on the instance, list only its services under "
+                             "`services:`, or split it into one instance per deployer")]
 
 
 def _deployer_kind(project: Project, inst: Instance) -> str | None:
