@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollwave.errors import Problem, ValidationFailed
+from rollwave.flags import validation as flag_validation
 from rollwave.workspace.loader import load_workspace
 
 
@@ -33,6 +34,7 @@ def validate(root: Path | None) -> ValidationReport:
         pass
     else:
         problems.extend(validate_configs(workspace))
+    problems.extend(flag_validation.workspace_problems(workspace))
     errors = [p for p in problems if p.severity == "error"]
     fleet = workspace.fleet
     summary = (f"{len(fleet.customers)} customers, {len(fleet)} instances, "
