@@ -28,7 +28,7 @@ those instances, an inconclusive run pauses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from rollwave.analysis import (
     KayentaMetric,
     Outcome,
     RatioCheck,
+    RolledBack,
     Series,
     ThresholdCheck,
     VerificationPolicy,
@@ -126,7 +127,13 @@ def policy_for(sc: Scenario) -> VerificationPolicy:
 
 @dataclass
 class Ours:
+    """The engine, with the orchestrator's memory of what it rolled back in this run."""
+
     name: str = "ours"
+    _prior: list[RolledBack] = field(default_factory=list)
+
+    def start(self, sc: Scenario) -> None:
+        self._prior = []
 
     def decide(self, sc: Scenario, now: float, excluded: set[str]) -> Decision:
         fleet = [
@@ -139,11 +146,14 @@ class Ours:
             )
             for i in sc.instances
         ]
-        v = evaluate_fleet(fleet, policy_for(sc), now, exclude=excluded)
-        action = v.action.value
+        v = evaluate_fleet(fleet, policy_for(sc), now, exclude=excluded, prior=self._prior)
+        settled = set(v.settled)
+        self._prior = [replace(p, settled=True) if p.instance in settled else p
+                       for p in self._prior]
+        self._prior.extend(v.rolled_back(now))
         if v.action is Action.CONTINUE:
             return Decision("continue", v.blame.value, (), v.explanation)
-        return Decision(action, v.blame.value, v.rollback, v.explanation)
+        return Decision(v.action.value, v.blame.value, v.rollback, v.explanation)
 
 
 # ----------------------------------------------------------------------------- Argo

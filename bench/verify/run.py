@@ -63,6 +63,9 @@ def simulate(sc: Scenario, decider: Decider) -> RunResult:
     updates = sorted(sc.time(i.updated_at) for i in sc.instances if i.updated_at is not None)
     start, end = updates[0], sc.length * sc.step
     last_update = updates[-1]
+    start_hook = getattr(decider, "start", None)
+    if callable(start_hook):
+        start_hook(sc)
     excluded: set[str] = set()
     rolled: list[str] = []
     trace: list[tuple[int, str]] = []

@@ -10,6 +10,7 @@ from rollwave.analysis import (
     InstanceEvidence,
     Outcome,
     PolicyError,
+    RolledBack,
     Verdict,
     assign_blame,
 )
@@ -66,16 +67,51 @@ def test_a_peer_clears_by_its_upper_bound_below_half_the_regression() -> None:
                      policy=BlamePolicy(min_clearing_peers=1))
     assert v.blame is Blame.CUSTOMER
     v = assign_blame([ev("a/p", regressed={"errors": 4.0}), peer, weak])
-    assert v.action is Action.CONTINUE  # needs two clearing peers: waits
+    # two clearing peers needed: rolled back now, blame pending, no new wave
+    assert v.action is Action.ROLLBACK_INSTANCES
+    assert v.blame is Blame.UNKNOWN
+    assert v.hold_waves
 
 
-def test_a_lone_regression_without_peers_waits_then_blames_the_release() -> None:
+def test_a_lone_regression_is_rolled_back_at_once_then_blames_the_release() -> None:
     early = assign_blame([ev("a/p", regressed={"errors": 4.0}, since=300)])
-    assert early.action is Action.CONTINUE
-    assert "waiting" in early.explanation
+    assert early.action is Action.ROLLBACK_INSTANCES
+    assert early.rollback == ("a/p",)
+    assert "start no new wave" in early.explanation
     late = assign_blame([ev("a/p", regressed={"errors": 4.0}, since=900)])
     assert late.action is Action.ROLLBACK_RELEASE
     assert "could clear" in late.explanation
+
+
+def test_earlier_rollbacks_count_for_the_release() -> None:
+    prior = [RolledBack("a/p", "a", {"errors": 4.0}, updated_at=0.0)]
+    v = assign_blame([ev("b/p", regressed={"errors": 3.0}), ev("c/p")], prior=prior, now=600)
+    assert v.action is Action.ROLLBACK_RELEASE
+    assert "earlier rolled back: a/p" in v.explanation
+
+
+def test_a_pending_rollback_settles_on_the_customer_when_peers_clear() -> None:
+    prior = [RolledBack("a/p", "a", {"errors": 4.0}, updated_at=0.0)]
+    v = assign_blame([ev("b/p", baked=True), ev("c/p", baked=True)], prior=prior, now=600)
+    assert v.action is Action.PROMOTE
+    assert v.settled == ("a/p",)
+    assert v.flagged_customers == ("a",)
+    assert "a/p (rolled back) on customer a only" in v.explanation
+
+
+def test_a_pending_rollback_past_its_patience_blames_the_release() -> None:
+    prior = [RolledBack("a/p", "a", {"errors": 4.0}, updated_at=0.0)]
+    waiting = assign_blame([ev("b/p", cleared=())], prior=prior, now=600)
+    assert waiting.action is Action.CONTINUE
+    assert waiting.hold_waves
+    late = assign_blame([ev("b/p", cleared=())], prior=prior, now=901)
+    assert late.action is Action.ROLLBACK_RELEASE
+
+
+def test_rolled_back_records_for_the_orchestrator() -> None:
+    v = assign_blame([ev("a/p", regressed={"errors": 4.0}, since=300), ev("b/p"), ev("c/p")])
+    (rec,) = v.rolled_back(now=1000)
+    assert rec == RolledBack("a/p", "a", {"errors": 4.0}, updated_at=700.0, settled=True)
 
 
 def test_regression_on_instances_not_updated_is_infrastructure() -> None:

@@ -18,6 +18,7 @@ from rollwave.analysis.blame import (
     BlamePolicy,
     FleetVerdict,
     InstanceEvidence,
+    RolledBack,
     assign_blame,
 )
 from rollwave.analysis.burnrate import (
@@ -71,6 +72,7 @@ __all__ = [
     "Outcome",
     "PolicyError",
     "RatioCheck",
+    "RolledBack",
     "Series",
     "SeriesError",
     "ThresholdCheck",

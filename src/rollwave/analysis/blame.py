@@ -10,13 +10,16 @@ this order to the evidence of one analysis interval:
    each on its own or, as a :class:`FleetShift`, pooled with each of them beyond the floor):
    the release cannot be the cause. -> ``PAUSE``; nothing is rolled back.
 2. **Release.** The same metric regressed on updated instances of ``min_customers`` or more
-   different customers. -> ``ROLLBACK_RELEASE``: halt and roll back everywhere.
-3. **Customer.** A metric regressed on one customer's instances while at least
-   ``min_clearing_peers`` updated instances of *other* customers are shown healthy on it
-   (their interval lies inside the floor, or below half the regression). ->
-   ``ROLLBACK_INSTANCES`` for that customer's regressed instances, continue the rest, and flag
-   the customization for review. Until enough peers have cleared, the decision waits; after
-   ``patience`` seconds on the new version without them, the release is blamed (the safe side).
+   different customers (counting instances already rolled back for it during this rollout).
+   -> ``ROLLBACK_RELEASE``: halt and roll back everywhere.
+3. **Customer.** An instance that regressed is rolled back at once, whatever the cause ->
+   ``ROLLBACK_INSTANCES``. The blame is *settled* on its customer (flag the customization for
+   review, continue the rest) when at least ``min_clearing_peers`` updated instances of *other*
+   customers are shown healthy on that metric (their interval inside the floor, or below half
+   the regression); until then it is *pending*: ``hold_waves`` asks the orchestrator to start no
+   new wave. A pending blame still unsettled ``patience`` seconds after that instance's update
+   falls on the release (the safe side) -> ``ROLLBACK_RELEASE``. The orchestrator keeps what it
+   rolled back (:meth:`FleetVerdict.rolled_back`) and hands it back as ``prior``.
 4. **No decision.** Nothing regressed, but an updated instance's source cannot be read, or a
    baked instance still lacks data. -> ``HOLD``: neither promote nor roll back.
 5. Otherwise ``PROMOTE`` once every updated instance has baked, else ``CONTINUE``.
@@ -108,6 +111,17 @@ class BlamePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class RolledBack:
+    """An instance rolled back earlier in this rollout, and what it regressed on."""
+
+    instance: str
+    customer: str
+    regressed: Mapping[str, float]  # metric -> relative effect
+    updated_at: float
+    settled: bool = False  # blame settled on its customer (peers cleared the release)
+
+
+@dataclass(frozen=True, slots=True)
 class FleetVerdict:
     """One analysis interval's decision for the whole rollout, with its evidence."""
 
@@ -117,6 +131,21 @@ class FleetVerdict:
     rollback: tuple[str, ...] = ()  # instances to roll back
     flagged_customers: tuple[str, ...] = ()  # customizations to review
     evidence: tuple[InstanceEvidence, ...] = ()
+    hold_waves: bool = False  # start no new wave: a rolled-back instance's blame is pending
+    settled: tuple[str, ...] = ()  # earlier rollbacks whose blame is now settled on the customer
+
+    def rolled_back(self, now: float) -> tuple[RolledBack, ...]:
+        """Records of this verdict's instance rollbacks, to hand back as ``prior`` later."""
+        if self.action is not Action.ROLLBACK_INSTANCES:
+            return ()
+        by_name = {e.instance: e for e in self.evidence}
+        out = []
+        for name in self.rollback:
+            e = by_name.get(name)
+            if e is not None:
+                out.append(RolledBack(name, e.customer, dict(e.regressed), now - e.since_update,
+                                      settled=self.blame is Blame.CUSTOMER))
+        return tuple(out)
 
     @property
     def decisive(self) -> bool:
@@ -131,6 +160,8 @@ class FleetVerdict:
             "explanation": self.explanation,
             "rollback": list(self.rollback),
             "flagged_customers": list(self.flagged_customers),
+            "hold_waves": self.hold_waves,
+            "settled": list(self.settled),
             "instances": {
                 e.instance: {"customer": e.customer, "updated": e.updated, **e.verdict.to_dict()}
                 for e in self.evidence
@@ -203,18 +234,24 @@ def _infrastructure(
 
 
 def _release(
-    updated: Sequence[InstanceEvidence], policy: BlamePolicy, flagged: tuple[str, ...]
+    updated: Sequence[InstanceEvidence], policy: BlamePolicy, flagged: tuple[str, ...],
+    prior: Sequence[RolledBack],
 ) -> FleetVerdict | None:
     for metric in _metrics(updated):
         hit = [e for e in updated if metric in e.regressed]
-        customers = sorted({e.customer for e in hit})
+        earlier = [p for p in prior if metric in p.regressed]
+        customers = sorted({e.customer for e in hit} | {p.customer for p in earlier})
         if len(customers) >= policy.min_customers:
             healthy = sum(1 for e in updated if not e.regressed and e.verdict.outcome.passed)
             text = (
-                f"{metric} regressed on {len(hit)} updated instances of {len(customers)} customers "
-                f"({', '.join(e.describe(metric) for e in hit[:6])}); {healthy} updated instances "
-                f"healthy, no regression on instances not yet updated: the release -> halt and "
-                f"roll back the release"
+                f"{metric} regressed on updated instances of {len(customers)} customers "
+                f"({', '.join(e.describe(metric) for e in hit[:6])}"
+            )
+            if earlier:
+                text += f"; earlier rolled back: {', '.join(p.instance for p in earlier[:4])}"
+            text += (
+                f"); {healthy} updated instances healthy, no regression on instances not yet "
+                "updated: the release -> halt and roll back the release"
             )
             return FleetVerdict(
                 Action.ROLLBACK_RELEASE, Blame.RELEASE, text,
@@ -224,14 +261,14 @@ def _release(
 
 
 def _clearing_peers(
-    customer: str, hit: list[InstanceEvidence], updated: Sequence[InstanceEvidence],
+    customer: str, regressed: Mapping[str, float], updated: Sequence[InstanceEvidence],
     policy: BlamePolicy,
 ) -> tuple[bool, int, str]:
     """Whether enough peers of other customers clear every regressed metric of ``customer``."""
     reasons = []
     fewest = None
-    for metric in sorted({m for e in hit for m in e.regressed}):
-        effect = max(e.regressed.get(metric, -math.inf) for e in hit)
+    for metric in sorted(regressed):
+        effect = regressed[metric]
         peers = [p for p in updated if p.customer != customer and _clears(p, metric, effect)]
         fewest = len(peers) if fewest is None else min(fewest, len(peers))
         names = ", ".join(p.instance for p in peers[:4])
@@ -243,60 +280,93 @@ def _clearing_peers(
     return count >= policy.min_clearing_peers, count, "; ".join(reasons)
 
 
+def _worst(hit: Sequence[InstanceEvidence]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for e in hit:
+        for m, v in e.regressed.items():
+            out[m] = max(out.get(m, -math.inf), v)
+    return out
+
+
 def _regressions(hit: Sequence[InstanceEvidence]) -> str:
     return ", ".join(e.describe(m) for e in hit for m in e.regressed)
 
 
+def _settle(
+    pending: Sequence[RolledBack], updated: Sequence[InstanceEvidence], policy: BlamePolicy,
+    now: float,
+) -> tuple[list[tuple[RolledBack, str]], list[tuple[str, str, int]]]:
+    """Earlier rollbacks whose blame peers now settle, and those past their patience."""
+    settled: list[tuple[RolledBack, str]] = []
+    overdue: list[tuple[str, str, int]] = []  # (customer, what regressed, clearing peers)
+    for p in pending:
+        enough, count, why = _clearing_peers(p.customer, p.regressed, updated, policy)
+        if enough:
+            settled.append((p, why))
+        elif now - p.updated_at >= policy.patience:
+            overdue.append((p.customer, f"{p.instance} (rolled back)", count))
+    return settled, overdue
+
+
 def _customer(
-    updated: Sequence[InstanceEvidence], policy: BlamePolicy, flagged: tuple[str, ...]
+    updated: Sequence[InstanceEvidence], policy: BlamePolicy, flagged: tuple[str, ...],
+    prior: Sequence[RolledBack], now: float,
 ) -> FleetVerdict | None:
     by_customer: dict[str, list[InstanceEvidence]] = {}
     for e in updated:
         if e.regressed:
             by_customer.setdefault(e.customer, []).append(e)
-    if not by_customer:
+    pending = [p for p in prior if not p.settled]
+    if not by_customer and not pending:
         return None
     blamed: list[tuple[str, list[InstanceEvidence], str]] = []
     waiting: list[tuple[str, list[InstanceEvidence], int]] = []
     for customer, hit in by_customer.items():
-        enough, count, why = _clearing_peers(customer, hit, updated, policy)
+        enough, count, why = _clearing_peers(customer, _worst(hit), updated, policy)
         if enough:
             blamed.append((customer, hit, why))
         else:
             waiting.append((customer, hit, count))
-    overdue = [w for w in waiting if max(e.since_update for e in w[1]) >= policy.patience]
+    settled, overdue = _settle(pending, updated, policy, now)
+    overdue += [
+        (c, _regressions(hit), n) for c, hit, n in waiting
+        if max(e.since_update for e in hit) >= policy.patience
+    ]
     if overdue:
-        customer, hit, peers = overdue[0]
+        customer, what, peers = overdue[0]
         text = (
-            f"{_regressions(hit)} regressed on customer {customer}; only {peers} updated peers "
-            f"of other customers could clear the release within {policy.patience / 60:g} min: "
-            "blaming the release -> halt and roll back the release"
+            f"{what} regressed on customer {customer}; only {peers} updated peers of other "
+            f"customers could clear the release within {policy.patience / 60:g} min of its "
+            "update: blaming the release -> halt and roll back the release"
         )
         return FleetVerdict(
             Action.ROLLBACK_RELEASE, Blame.RELEASE, text,
             tuple(e.instance for e in updated), flagged,
         )
-    if blamed:
-        rollback = tuple(e.instance for _, hit, _ in blamed for e in hit)
-        customers = tuple(sorted({c for c, _, _ in blamed}))
-        parts = [
-            f"{_regressions(hit)} regressed on customer {c} only; {why}" for c, hit, why in blamed
-        ]
-        text = "; ".join(parts) + (
-            ": the customization -> roll back those instances, continue the rest, flag "
-            f"{', '.join(customers)} for review"
-        )
-        return FleetVerdict(
-            Action.ROLLBACK_INSTANCES, Blame.CUSTOMER, text, rollback,
-            tuple(sorted({*flagged, *customers})),
-        )
-    names = ", ".join(_regressions(hit) for _, hit, _ in waiting)
-    return FleetVerdict(
-        Action.CONTINUE, Blame.UNKNOWN,
-        f"{names} regressed; waiting for peers of other customers on the new version to tell "
-        "the release from the customization",
-        (), flagged,
-    )
+    customers = tuple(sorted({c for c, _, _ in blamed} | {p.customer for p, _ in settled}))
+    flags = tuple(sorted({*flagged, *customers}))
+    still = bool(waiting) or len(settled) < len(pending)
+    parts = [f"{_regressions(hit)} regressed on customer {c} only; {why}" for c, hit, why in blamed]
+    parts += [f"{p.instance} (rolled back) on customer {p.customer} only; {why}"
+              for p, why in settled]
+    parts += [f"{_regressions(hit)} regressed on customer {c}; {n} updated peers of other "
+              "customers clear the release so far" for c, hit, n in waiting]
+    text = "; ".join(parts)
+    if still:
+        text += (": roll back what regressed now; start no new wave until peers on the new "
+                 "version tell the release from the customization")
+    elif customers:
+        text += (f": the customization -> roll back those instances, continue the rest, flag "
+                 f"{', '.join(customers)} for review")
+    rollback = tuple(e.instance for _, hit, _ in [*blamed, *waiting] for e in hit)
+    blame = Blame.UNKNOWN if still else Blame.CUSTOMER
+    action = Action.ROLLBACK_INSTANCES if rollback else Action.CONTINUE
+    if action is Action.CONTINUE and not still:
+        after = _no_regression(updated, flags)
+        return replace(after, settled=tuple(p.instance for p, _ in settled),
+                       explanation=f"{text}; {after.explanation}")
+    return FleetVerdict(action, blame, text, rollback, flags, (), still,
+                        tuple(p.instance for p, _ in settled))
 
 
 def _no_regression(updated: Sequence[InstanceEvidence], flagged: tuple[str, ...]) -> FleetVerdict:
@@ -337,8 +407,14 @@ def assign_blame(
     stable: Sequence[InstanceEvidence] = (),
     policy: BlamePolicy | None = None,
     shifts: Sequence[FleetShift] = (),
+    *,
+    prior: Sequence[RolledBack] = (),
+    now: float = 0.0,
 ) -> FleetVerdict:
     """Decide from the evidence on updated and on stable (not yet updated) instances.
+
+    ``prior`` lists the instances rolled back earlier in this rollout (from
+    :meth:`FleetVerdict.rolled_back`); ``now`` times their pending blame.
 
     Example::
 
@@ -353,8 +429,8 @@ def assign_blame(
     flagged = tuple(sorted({e.customer for e in updated if e.pre_existing}))
     verdict = (
         _infrastructure(updated, stable, pol, flagged, shifts)
-        or _release(updated, pol, flagged)
-        or _customer(updated, pol, flagged)
+        or _release(updated, pol, flagged, prior)
+        or _customer(updated, pol, flagged, prior, now)
         or _no_regression(updated, flagged)
     )
     return replace(verdict, evidence=(*updated, *stable))

@@ -27,6 +27,7 @@ from rollwave.analysis.blame import (
     FleetShift,
     FleetVerdict,
     InstanceEvidence,
+    RolledBack,
     assign_blame,
 )
 from rollwave.analysis.burnrate import BurnRateCheck, evaluate_burn_rate, scale_windows
@@ -270,11 +271,14 @@ def evaluate_fleet(
     now: float,
     *,
     exclude: Iterable[str] = (),
+    prior: Sequence[RolledBack] = (),
 ) -> FleetVerdict:
     """The decision for the rollout at ``now`` (see :mod:`rollwave.analysis.blame`).
 
     ``fleet`` holds every instance of the service, updated or not, with series up to ``now``;
-    ``exclude`` names instances already rolled back, left out of every comparison.
+    ``prior`` lists the instances this rollout rolled back (``verdict.rolled_back(now)`` of
+    earlier verdicts, with ``settled`` updated from ``verdict.settled``); they and ``exclude``
+    are left out of every comparison, and ``prior`` feeds the blame rules.
 
     Example::
 
@@ -282,12 +286,14 @@ def evaluate_fleet(
         if verdict.action is Action.ROLLBACK_INSTANCES:
             for name in verdict.rollback: ...
     """
-    skip = set(exclude)
+    skip = set(exclude) | {p.instance for p in prior}
     active = [i for i in fleet if i.instance not in skip]
     updated = [evaluate_instance(i, active, policy, now) for i in active if i.updated_by(now)]
     waiting = [i for i in active if not i.updated_by(now)]
     stable = [evaluate_instance(i, active, policy, now) for i in waiting]
-    return assign_blame(updated, stable, policy.blame, fleet_shifts(waiting, policy, now))
+    return assign_blame(
+        updated, stable, policy.blame, fleet_shifts(waiting, policy, now), prior=prior, now=now
+    )
 
 
 def fleet_shifts(
