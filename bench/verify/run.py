@@ -134,6 +134,7 @@ def score(results: Sequence[RunResult]) -> dict[str, Any]:
     fp_runs = [r for r in results if r.verdict != "regression" and r.rolled]
     healthy = [r for r in results if r.verdict == "healthy"]
     ttd = [r.first_action for r in reg if r.rolled and r.first_action is not None]
+    ttd_ok = [r.first_action for r in reg if r.correct and r.first_action is not None]
     incidents = [r for r in results if r.verdict == "incident"]
     nodata = [r for r in results if r.verdict == "no-data"]
     return {
@@ -153,6 +154,7 @@ def score(results: Sequence[RunResult]) -> dict[str, Any]:
         "nodata": len(nodata),
         "ttd_median": statistics.median(ttd) if ttd else math.nan,
         "ttd_mean": statistics.fmean(ttd) if ttd else math.nan,
+        "ttd_correct_median": statistics.median(ttd_ok) if ttd_ok else math.nan,
     }
 
 
@@ -166,9 +168,9 @@ def table(scores: dict[str, dict[str, Any]]) -> str:
     head = (
         "| decider | scenarios | precision | recall | false rollbacks (healthy) | healthy promoted "
         "| correct blame | blame on regressions | incidents paused | no-data held "
-        "| median TTD (intervals) |"
+        "| median TTD (intervals) | TTD of correct blame |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for name, s in scores.items():
         lines.append(
             f"| {name} | {s['scenarios']} | {_fmt(s['precision'], True)} | "
@@ -176,7 +178,7 @@ def table(scores: dict[str, dict[str, Any]]) -> str:
             f"| {s['healthy_promoted']}/{s['healthy']} | {_fmt(s['blame_accuracy'], True)} | "
             f"{_fmt(s['blame_accuracy_regressions'], True)} | "
             f"{s['incidents_paused']}/{s['incidents']} | {s['nodata_held']}/{s['nodata']} | "
-            f"{_fmt(s['ttd_median'])} |"
+            f"{_fmt(s['ttd_median'])} | {_fmt(s['ttd_correct_median'])} |"
         )
     return "\n".join(lines)
 

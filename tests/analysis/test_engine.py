@@ -77,9 +77,12 @@ def test_customer_specific_breakage_rolls_back_that_instance_only() -> None:
     assert v.flagged_customers == ("globex",)
     assert "globex/prod" in v.explanation
     assert "%" in v.explanation
-    # rolled back, it leaves every later comparison; the rest goes on to promotion
-    assert evaluate_fleet(f, POLICY, now=90 * 60, exclude=["globex/prod"]).action is (
-        Action.PROMOTE)
+    # the orchestrator hands back what it rolled back: out of every comparison, blame settled
+    prior = v.rolled_back(now=70 * 60)
+    assert [p.instance for p in prior] == ["globex/prod"]
+    assert prior[0].settled  # peers cleared the release when it was rolled back
+    later = evaluate_fleet(f, POLICY, now=90 * 60, prior=prior)
+    assert later.action is Action.PROMOTE
 
 
 def test_global_regression_halts_and_rolls_back_the_release() -> None:
