@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from tests.orchestration.helpers import Orchestrator, ScriptedVerifier
 
 from rollwave.api import app as app_module
 from rollwave.api.app import create_app
@@ -22,11 +21,12 @@ from rollwave.workspace.scaffold import (
     project_document,
     write_workspace,
 )
+from tests.orchestration.helpers import Orchestrator, ScriptedVerifier
 
 #: user name → roles; ``dap`` both deploys and approves (separation of duties).
 USERS = {"ada": ["admin"], "dora": ["deployer"], "abe": ["approver"], "vic": ["viewer"],
          "dap": ["deployer", "approver"]}
-PASSWORD = "correct horse battery staple"  # noqa: S105 - test fixture
+PASSWORD = "correct horse battery staple"
 
 
 def policies() -> dict[str, Any]:
@@ -98,6 +98,15 @@ def build_api(root: Path, *, dashboard: bool = False) -> Api:
     finally:
         app_module.ROUTER_MODULES = modules
     return Api(ctx=ctx, app=app, client=TestClient(app), tokens=tokens)
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id still, with test-sized costs (the real costs are the library's defaults)."""
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(access, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024,
+                                                          parallelism=1))
 
 
 @pytest.fixture

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rollwave.core.states import RolloutState
 from tests.api.conftest import Api
 from tests.orchestration.helpers import wait_for
-
-from rollwave.core.states import RolloutState
 
 V1 = "/api/v1"
 
