@@ -6,8 +6,9 @@ Build it with :func:`flags_router` and include it in any FastAPI app::
     app.include_router(flags_router(store, auth=require_token))
 
 ``auth`` is a FastAPI dependency that returns the acting user (a string, or an object with
-``name``); it guards writes. Make it ``async def`` if it does no blocking I/O: FastAPI runs a
-plain ``def`` dependency in a thread pool, which costs more than the evaluation itself.
+``username`` or ``name``); it guards writes. Make it ``async def`` if it does no blocking I/O:
+FastAPI runs a plain ``def`` dependency in a thread pool, which costs more than the evaluation
+itself.
 ``read_auth`` (default: ``auth``) guards reads, the snapshot, the stream and OFREP.
 
 Routes (JSON bodies use the flag format of ``docs/flags.md``):
@@ -18,6 +19,8 @@ Routes (JSON bodies use the flag format of ``docs/flags.md``):
 ``GET /api/v1/flags/stream?environment``    SSE: ``event: snapshot`` on connect and change
 ``GET|PUT|PATCH|DELETE /api/v1/flags/{k}``  one flag; PUT/PATCH/DELETE honour If-Match
 ``POST /api/v1/flags/{k}/kill|unkill``      kill switch (``?environment=`` for one env)
+``GET /api/v1/flags/{k}/history``           changes, newest first (stores with history)
+``POST /api/v1/flags/{k}/revert``           undo the last change (``?to_version=N``)
 ``GET|PUT|DELETE /api/v1/segments[/{k}]``   segments
 ``POST /ofrep/v1/evaluate/flags[/{k}]``     OFREP, see :mod:`rollwave.flags.ofrep`
 ==========================================  =============================================
@@ -52,7 +55,8 @@ REASON_HEADER = "X-Change-Reason"
 def _actor_name(actor: Any) -> str:
     if isinstance(actor, str):
         return actor
-    return str(getattr(actor, "name", None) or actor or "anonymous")
+    return str(getattr(actor, "username", None) or getattr(actor, "name", None) or actor
+               or "anonymous")
 
 
 def _error(exc: RollwaveError) -> JSONResponse:
