@@ -12,6 +12,7 @@ from typing import Any
 from rollwave.config.model import (
     APPEND,
     ITEMS_MARKER,
+    MARKER_KEYS,
     MERGE_MARKER,
     REPLACE,
     SECRET_MARKER,
@@ -174,9 +175,10 @@ def compile_values(data: Any, *, file: str, doc: YamlDocument | None, base: Json
     compiler = _Compiler(doc, file, base, problems)
     if data is None:
         return {}, False
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or MARKER_KEYS & set(data):
         compiler.problem((), "config values must be a mapping (key: value pairs)",
-                         hint="e.g. values: {log_level: info}")
+                         hint="e.g. values: {log_level: info}; markers such as $secret go "
+                              "under a key")
         return {}, False
     tree = compiler.node(data, ())
     return tree, compiler.has_ops
