@@ -275,3 +275,53 @@ def test_overview_shows_metrics_and_the_pending_approval(web: TestClient, dash: 
     assert "Pending approvals" in page
     can_approve = f'href="/rollouts/{dash.waiting}/confirm/approve"' in page
     assert can_approve == (user in ("ann", "adam"))
+
+
+def test_flag_pages_with_a_store(web: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rollwave.flags.model import Flag
+    from rollwave.flags.store import InMemoryFlagStore
+    from rollwave.web import misc_pages
+
+    store = InMemoryFlagStore()
+    store.put_flag(Flag.model_validate({
+        "key": "new-checkout", "description": "<i>checkout</i>", "enabled": True,
+        "rules": [{"id": "beta", "when": [{"attribute": "customer", "op": "in",
+                                           "values": ["acme"]}], "serve": "true"}],
+        "rollout_plan": {"variant": "true", "steps": [{"percentage": 25},
+                                                       {"percentage": 100}]}}),
+        actor="dora", reason="PAY-12 beta")
+    monkeypatch.setattr(misc_pages, "provider", lambda app: store)
+    login(web, "vera")
+    listing = web.get("/flags", headers=HTML).text
+    assert 'href="/flags/new-checkout"' in listing
+    assert "&lt;i&gt;checkout&lt;/i&gt;" in listing
+    assert "25.0%" in listing
+    assert web.get("/flags?q=nothing", headers=HTML).text.count("/flags/new-checkout") == 0
+    detail = web.get("/flags/new-checkout", headers=HTML).text
+    assert "<code>customer</code>" in detail
+    assert "PAY-12 beta" in detail
+    assert "<strong>100.0%</strong>" in detail
+    assert web.get("/flags/none", headers=HTML).status_code == 404
+
+
+def test_flag_pages_explain_a_missing_store(web: TestClient,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from rollwave.web import misc_pages
+
+    monkeypatch.setattr(misc_pages, "provider", lambda app: None)
+    login(web, "vera")
+    for path in ("/flags", "/flags/anything"):
+        page = web.get(path, headers=HTML)
+        assert page.status_code == 200
+        assert 'data-testid="no-store"' in page.text
+
+
+def test_flag_pages_read_the_database_store(web: TestClient, dash: Dash) -> None:
+    from rollwave.flags.dbstore import store_for
+    from rollwave.flags.model import Flag
+
+    store_for(dash.app).put_flag(Flag.model_validate({"key": "db-flag", "enabled": False}),
+                                 actor="dora", reason="from the database")
+    login(web, "vera")
+    assert 'href="/flags/db-flag"' in web.get("/flags", headers=HTML).text
+    assert "from the database" in web.get("/flags/db-flag", headers=HTML).text
