@@ -1,7 +1,6 @@
 """Render every instance's config for a release, content-addressed, ready to snapshot.
 
-This is the one place releases and rollouts ask for rendered configs; it delegates to the
-layered configuration engine in :mod:`rollwave.config` when that is present.
+This is the one place releases ask for rendered configs (from :mod:`rollwave.config`).
 """
 
 from __future__ import annotations
@@ -10,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rollwave.core.hashing import config_hash
+from rollwave.config import render_fleet
+from rollwave.core.planning import KEEP_VERSION
 from rollwave.errors import Problem
 from rollwave.workspace.loader import Workspace
 
@@ -24,38 +24,23 @@ class RenderedRelease:
     problems: list[Problem]
 
 
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+def render_release(workspace: Workspace, versions: Mapping[str, str],
+                   current: Mapping[str, Mapping[str, str]] | None = None) -> RenderedRelease:
+    """Render (and validate) every instance's config for every service it runs.
 
-
-def render_release(workspace: Workspace, versions: Mapping[str, str]) -> RenderedRelease:
-    """Render the config of every instance for every service it runs."""
-    import importlib
-
-    try:
-        layered: Any = importlib.import_module("rollwave.config")
-    except ImportError:  # the layered engine is optional while it is being built
-        layered = None
-    if layered is not None and hasattr(layered, "render_fleet"):
-        rendered, problems = layered.render_fleet(workspace, versions=dict(versions))
-        return RenderedRelease(hashes={key: cfg.hash for key, cfg in rendered.items()},
-                               blobs={cfg.hash: cfg.values for cfg in rendered.values()},
-                               problems=list(problems))
-    hashes: dict[tuple[str, str], str] = {}
-    blobs: dict[str, Any] = {}
-    for inst in workspace.fleet:
-        customer = workspace.fleet.customers[inst.customer]
-        spec = customer.instances[inst.name]
-        for service in inst.services:
-            values = _deep_merge(dict(customer.config.get(service, {})),
-                                 spec.config.get(service, {}))
-            digest = config_hash(values)
-            hashes[(inst.key, service)] = digest
-            blobs[digest] = values
-    return RenderedRelease(hashes=hashes, blobs=blobs, problems=[])
+    ``versions`` may say :data:`KEEP_VERSION` for a service (config-only releases); then each
+    instance is rendered as of the version it runs now (``current``: instance → service →
+    version), so versioned schemas and ``{{ version }}`` in templates see the real version.
+    """
+    explicit = {s: v for s, v in versions.items() if v != KEEP_VERSION}
+    kept = {s for s, v in versions.items() if v == KEEP_VERSION}
+    instance_versions: dict[tuple[str, str], str] = {}
+    for instance, by_service in (current or {}).items():
+        for service, version in by_service.items():
+            if service in kept:
+                instance_versions[(instance, service)] = version
+    rendered, problems = render_fleet(workspace, versions=explicit,
+                                      instance_versions=instance_versions)
+    return RenderedRelease(hashes={key: cfg.hash for key, cfg in rendered.items()},
+                           blobs={cfg.hash: cfg.values for cfg in rendered.values()},
+                           problems=list(problems))

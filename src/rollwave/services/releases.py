@@ -13,6 +13,7 @@ from rollwave.core.planning import KEEP_VERSION
 from rollwave.errors import Problem, ReleaseExists, ReleaseNotFound, ValidationFailed
 from rollwave.services.context import App
 from rollwave.services.release_configs import render_release
+from rollwave.storage import fleet_state
 from rollwave.storage import releases as repo
 from rollwave.storage.events import append_event
 
@@ -65,7 +66,10 @@ def create_release(app: App, versions: Mapping[str, str], *, name: str | None = 
                                 hint="letters, digits and . _ + - only, up to 100"))
     if problems:
         raise ValidationFailed(problems, what="release")
-    rendered = render_release(workspace, versions)
+    with app.db().read() as conn:
+        current = {key: dict(state.versions)
+                   for key, state in fleet_state.current_states(conn).items()}
+    rendered = render_release(workspace, versions, current)
     if any(p.severity == "error" for p in rendered.problems):
         raise ValidationFailed(rendered.problems, what="release configuration")
     now = datetime.now(UTC)
