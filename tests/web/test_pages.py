@@ -325,3 +325,15 @@ def test_flag_pages_read_the_database_store(web: TestClient, dash: Dash) -> None
     login(web, "vera")
     assert 'href="/flags/db-flag"' in web.get("/flags", headers=HTML).text
     assert "from the database" in web.get("/flags/db-flag", headers=HTML).text
+
+
+def test_a_reconnecting_stream_resumes_after_the_last_event(web: TestClient, dash: Dash) -> None:
+    login(web, "vera")
+    with web.stream("GET", f"/rollouts/{dash.done}/stream?after=0") as response:
+        body = "".join(response.iter_text())
+    last = max(int(line[4:]) for line in body.splitlines() if line.startswith("id: "))
+    with web.stream("GET", f"/rollouts/{dash.done}/stream?after=0",
+                    headers={"Last-Event-ID": str(last)}) as response:
+        again = "".join(response.iter_text())
+    assert "event: timeline" not in again
+    assert "event: done" in again

@@ -157,9 +157,10 @@ def evidence_data(app: App, rollout_id: str, instance: str) -> dict[str, Any]:
             "logs": logs, "instance_events": instance_events}
 
 
-def _sse(event: str, html: str) -> str:
+def _sse(event: str, html: str, event_id: int | None = None) -> str:
     lines = html.replace("\r", "").split("\n")
-    return f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return head + f"event: {event}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
 
 
 def router() -> APIRouter:
@@ -200,6 +201,9 @@ def router() -> APIRouter:
                      state: str = "") -> StreamingResponse:
         ctx = ctx_of(request)
         record = await run_in_threadpool(rollouts.resolve, ctx, rollout_id)
+        resumed = request.headers.get("last-event-id", "")
+        if resumed.isdigit():
+            after = max(after, int(resumed))
         return StreamingResponse(_events(request, ctx, record.id, after, state, user),
                                  media_type="text/event-stream",
                                  headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"})
@@ -282,9 +286,9 @@ async def _events(request: Request, ctx: App, rollout_id: str, after: int, state
                                                  rollout_id, last)
             last = max([last, *(e["seq"] for e in new_events)])
             yield _sse("progress", render_text(request, "_rollout_live.html", user, **data))
-            if new_events:
+            if new_events:  # the id lets a reconnecting EventSource resume after it
                 yield _sse("timeline", render_text(request, "_timeline_rows.html", user,
-                                                   events=new_events))
+                                                   events=new_events), last)
             last_sent = time.monotonic()
             if data["rollout"].state.terminal:
                 yield _sse("done", "")
