@@ -114,7 +114,8 @@ def test_billion_laughs_is_refused_quickly() -> None:
         lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
     started = time.perf_counter()
     problem = one_problem("\n".join(lines) + "\n")
-    assert time.perf_counter() - started < 1.0
+    # not a benchmark: a generous bound against the old behaviour (expanding it took 12 s)
+    assert time.perf_counter() - started < 5.0
     assert problem.code == "yaml.too_big"
     assert "alias bomb" in problem.message
     assert problem.line is not None
