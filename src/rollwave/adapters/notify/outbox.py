@@ -50,12 +50,13 @@ class Delivery:
 def enqueue(conn: Connection, channels: Sequence[Channel], notification: Notification) -> int:
     """Queue ``notification`` for every channel that wants it; returns how many rows."""
     count = 0
+    due = datetime.now(UTC)  # delivery runs on the wall clock, whatever clock stamped the event
     for channel in channels:
         if not channel.wants(notification.event, notification.severity):
             continue
         conn.execute(outbox.insert().values(
             channel=channel.name, event=notification.event, payload=notification.to_dict(),
-            created_at=notification.at, attempts=0, next_attempt_at=notification.at,
+            created_at=notification.at, attempts=0, next_attempt_at=due,
             last_error=""))
         count += 1
     return count
