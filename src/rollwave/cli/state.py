@@ -13,7 +13,7 @@ from rich.console import Console
 from rollwave.errors import RollwaveError, ValidationFailed
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # never fold errors in pipes
 
 
 @dataclass
@@ -40,14 +40,15 @@ def print_error(exc: RollwaveError) -> None:
         err.print(f"[bold red]{exc.code}[/]: {exc.message}")
         for problem in [*errors, *warnings]:
             colour = "red" if problem.severity == "error" else "yellow"
-            err.print(f"  [{colour}]{problem.location()}[/]: {_escape(problem.message)}"
-                      + (f" [dim](at {problem.path})[/]" if problem.path and problem.file else ""))
+            err.print(f"  [{colour}]{_escape(problem.location())}[/]: {_escape(problem.message)}"
+                      + (f" [dim](at {_escape(problem.path)})[/]" if problem.path and problem.file
+                         else ""))
             if problem.hint:
                 err.print(f"      [dim]hint: {_escape(problem.hint)}[/]")
         if exc.hint:
             err.print(f"[dim]hint: {_escape(exc.hint)}[/]")
         return
-    err.print(f"[bold red]{exc.code}[/]: {_escape(exc.message)}")
+    err.print(f"[bold red]{_escape(exc.code)}[/]: {_escape(exc.message)}")
     if exc.hint:
         err.print(f"[dim]hint: {_escape(exc.hint)}[/]")
 
