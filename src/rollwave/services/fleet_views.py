@@ -450,8 +450,31 @@ def reference_versions(app: App, services: Sequence[str],
     return reference, source
 
 
+SUMMARY_SECONDS = 2.0
+"""How long fleet-wide version and health counts are reused (they scan instance_state)."""
+
+_summaries: dict[str, tuple[float, Any]] = {}
+_summaries_lock = threading.Lock()
+
+
 def version_counts(app: App) -> tuple[dict[str, list[tuple[str, int]]], dict[str, int]]:
-    """Fleet-wide: service -> (version, instances) most common first; health -> instances."""
+    """Fleet-wide: service -> (version, instances) most common first; health -> instances.
+
+    Cached per database for :data:`SUMMARY_SECONDS` (a GROUP BY over every instance)."""
+    key = app.db().url
+    now = time.monotonic()
+    with _summaries_lock:
+        cached = _summaries.get(key)
+    if cached is not None and now - cached[0] < SUMMARY_SECONDS:
+        result: tuple[dict[str, list[tuple[str, int]]], dict[str, int]] = cached[1]
+        return result
+    result = _count_versions(app)
+    with _summaries_lock:
+        _summaries[key] = (now, result)
+    return result
+
+
+def _count_versions(app: App) -> tuple[dict[str, list[tuple[str, int]]], dict[str, int]]:
     query = (sa.select(instance_state.c.service, instance_state.c.version,
                        instance_state.c.health, sa.func.count())
              .group_by(instance_state.c.service, instance_state.c.version,
