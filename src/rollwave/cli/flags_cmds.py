@@ -483,9 +483,22 @@ def rollout_start(
 
 
 def _worker_hint(app_: Any) -> None:
-    from rollwave.orchestration.worker import worker_running
+    from datetime import timedelta
 
-    if app_.db().is_sqlite and not worker_running(app_.state_dir):
+    import sqlalchemy as sa
+
+    from rollwave.orchestration.worker import worker_running
+    from rollwave.storage.tables import workers
+
+    db = app_.db()
+    if db.is_sqlite:
+        running = worker_running(app_.state_dir)
+    else:
+        with db.read() as conn:
+            running = conn.execute(sa.select(workers.c.id).where(
+                workers.c.heartbeat_at > datetime.now(UTC) - timedelta(seconds=30))
+                .limit(1)).first() is not None
+    if not running:
         state.out.print("[yellow]No worker is running:[/] flag rollouts advance only while "
                         "`rollwave worker` (or `rollwave serve`) runs for this workspace.",
                         soft_wrap=True)
