@@ -21,6 +21,7 @@ from rollwave.workspace.scaffold import (
     project_document,
     write_workspace,
 )
+from rollwave.yamlio import dump_yaml
 from tests.orchestration.helpers import ScriptedVerifier
 
 PASSWORD = "correct horse battery staple"
@@ -53,8 +54,12 @@ def make_workspace(root: Path, customers: int = 6, *, delay: float = 0.0, gate: 
         policies=policies(gate=gate, parallelism=parallelism),
         verification={"default": {"duration": "1s", "interval": "1s"}})
     docs = [customer_document(s) for s in seeds]
-    docs[1]["config"] = {"web": {"feature": {"beta": True}}}
-    write_workspace(root, project, docs)
+    docs[2]["config"] = {"web": {"feature": {"beta": True}, "branding": {"color": "#d62728"}}}
+    defaults = {"description": "fleet-wide defaults", "values": {
+        "feature": {"beta": False}, "branding": {"color": "#1f77b4", "name": "{{ customer }}"},
+        "limits": {"max_rows": 10000}}}
+    write_workspace(root, project, docs,
+                    extra_files={"config/web/defaults.yaml": dump_yaml(defaults)})
     return root
 
 

@@ -337,3 +337,13 @@ def test_a_reconnecting_stream_resumes_after_the_last_event(web: TestClient, das
         again = "".join(response.iter_text())
     assert "event: timeline" not in again
     assert "event: done" in again
+
+
+def test_customer_config_shows_where_each_value_comes_from(web: TestClient) -> None:
+    login(web, "vera")
+    page = web.get("/customers/c01/config", headers=HTML).text
+    assert "<code>feature.beta</code>" in page
+    assert "config/web/defaults.yaml:" in page
+    assert "customers/c01.yaml:" in page
+    assert 'class="won"' in page
+    assert 'class="lost"' in page
