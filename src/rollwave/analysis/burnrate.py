@@ -90,7 +90,7 @@ def scale_windows(
     longest = max(w.long for w in windows)
     scale = min(1.0, bake / longest) if longest > 0 else 1.0
     return tuple(
-        BurnWindow(max(w.long * scale, step), max(w.short * scale, step), w.factor)
+        BurnWindow(max(w.long * scale, float(step)), max(w.short * scale, float(step)), w.factor)
         for w in windows
     )
 
