@@ -96,6 +96,11 @@ class FleetIndex:
         return len(self.by_customer)
 
     @functools.cached_property
+    def facts(self) -> dict[str, tagexpr.Facts]:
+        """Each instance's facts for tag expressions, built once per index."""
+        return {r.key: r.facts() for r in self.rows}
+
+    @functools.cached_property
     def keys(self) -> frozenset[str]:
         return frozenset(r.key for r in self.rows)
 
@@ -418,7 +423,8 @@ def _filter_rows(index: FleetIndex, query: MatrixQuery,
     if query.environment:
         rows = [r for r in rows if r.environment == query.environment]
     if expr is not None:
-        rows = [r for r in rows if tagexpr.evaluate(expr, r.facts())]
+        facts = index.facts
+        rows = [r for r in rows if tagexpr.evaluate(expr, facts[r.key])]
     return list(rows)
 
 
