@@ -167,8 +167,14 @@ def rows_from_document(doc: Any) -> list[IndexRow]:
     return out
 
 
+_from_workspace: dict[Path, tuple[Any, FleetIndex]] = {}
+
+
 def _index_from_workspace(app: App) -> FleetIndex:
     workspace = app.workspace()
+    cached = _from_workspace.get(app.root)
+    if cached is not None and cached[0] is workspace:
+        return cached[1]
     fleet = workspace.fleet
     rows = []
     for inst in fleet.instances:
@@ -182,8 +188,10 @@ def _index_from_workspace(app: App) -> FleetIndex:
                              labels=dict(inst.labels), search=search))
     project = workspace.project
     prod = frozenset(n for n, e in project.environments.items() if e.production)
-    return FleetIndex(rows=tuple(rows), services=tuple(project.services),
-                      production_environments=prod, source="workspace")
+    index = FleetIndex(rows=tuple(rows), services=tuple(project.services),
+                       production_environments=prod, source="workspace")
+    _from_workspace[app.root] = (workspace, index)
+    return index
 
 
 class _FileCache:
