@@ -33,6 +33,15 @@ Verifier = Callable[[FleetInstance, Verification, Mapping[str, str], Callable[[]
 SecretResolver = Callable[[Mapping[str, Any]], tuple[dict[str, Any], list[str]]]
 
 
+def _default_fleet_policy(profile: Verification) -> Any:
+    from rollwave.orchestration.monitor import default_policy_factory
+
+    return default_policy_factory(profile)
+
+
+_default_fleet_policy_ref: Callable[[Verification], Any] = _default_fleet_policy
+
+
 def _no_secrets(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return dict(values), []
 
@@ -72,6 +81,11 @@ class Runtime:
     """The orchestrator's notion of now (windows, freezes, timers); tests move it."""
     max_wait: float = 300.0
     """Longest single durable wait before the clock is read again."""
+    fleet_step: float = 5.0
+    """How often the embedded collector scrapes every instance for fleet analysis."""
+    fleet_policy: Callable[[Verification], Any] = field(
+        default=_default_fleet_policy_ref)
+    """profile -> rollwave.analysis VerificationPolicy, or None without fleet analysis."""
     _deployers: DeployerCache = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _control_cache: dict[str, tuple[float, set[str]]] = field(default_factory=dict, repr=False)

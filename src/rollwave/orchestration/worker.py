@@ -41,7 +41,13 @@ APP_VERSION = f"rollwave-{rollwave.__version__}"
 
 #: Extra work each worker does on every tick (e.g. starting due flag rollout steps). Each hook
 #: gets the runtime; it must be quick and must not raise for operational problems.
-TICK_HOOKS: list[Callable[[Runtime], None]] = []
+def _fleet_watch(rt: Runtime) -> None:
+    from rollwave.orchestration.monitor import tick_hook
+
+    tick_hook(rt)
+
+
+TICK_HOOKS: list[Callable[[Runtime], None]] = [_fleet_watch]
 
 
 def dbos_config(url: str, executor_id: str | None) -> DBOSConfig:
@@ -83,6 +89,9 @@ class Worker:
         self._heartbeat()
 
     def close(self) -> None:
+        from rollwave.orchestration.monitor import release_watch
+
+        release_watch(self.rt)
         if self._launched:
             DBOS.destroy(destroy_registry=False)
             self._launched = False

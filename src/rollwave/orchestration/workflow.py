@@ -306,20 +306,71 @@ def _run(rollout_id: str) -> str:
             return _end(rollout_id, "rollback", "failures exceeded the budget")
         if decision:
             return _end(rollout_id, decision)
-        bake = float(_wave_doc(rollout_id, wave)["bake"])
-        if bake > 0 and wave < waves - 1:
-            step_set_state(rollout_id, RolloutState.BAKING.value,
-                           f"wave {wave + 1} baking for {format_duration(bake)}",
-                           f"bake of wave {wave + 1} ({format_duration(bake)})")
-            action = _wait(rollout_id, bake, STOPPING)
-            if action == "pause":
-                action = _paused(rollout_id, "paused by a person during bake")
-            if action in ("abort", "rollback"):
-                return _end(rollout_id, action)
-            step_set_state(rollout_id, RolloutState.RUNNING.value, "bake finished")
+        decision = _bake(rollout_id, wave, waves) or _fleet_gate(rollout_id, wave)
+        if decision:
+            return _end(rollout_id, decision)
         wave += 1
         step_advance(rollout_id, wave, f"wave {wave} of {waves} complete")
     return step_finish(rollout_id, "succeeded")
+
+
+def _bake(rollout_id: str, wave: int, waves: int) -> str | None:
+    """Let a finished wave bake (not the last one); return abort/rollback if asked to."""
+    bake = float(_wave_doc(rollout_id, wave)["bake"])
+    if bake <= 0 or wave >= waves - 1:
+        return None
+    step_set_state(rollout_id, RolloutState.BAKING.value,
+                   f"wave {wave + 1} baking for {format_duration(bake)}",
+                   f"bake of wave {wave + 1} ({format_duration(bake)})")
+    action = _wait(rollout_id, bake, STOPPING)
+    if action == "pause":
+        action = _paused(rollout_id, "paused by a person during bake")
+    if action in ("abort", "rollback"):
+        return action
+    step_set_state(rollout_id, RolloutState.RUNNING.value, "bake finished")
+    return None
+
+
+@DBOS.step(name="rollwave.fleet_gate")
+def step_fleet_gate(rollout_id: str, since: float) -> dict[str, Any]:
+    """Whether fleet verification lets the rollout go on (promote, nothing held)."""
+    from rollwave.analysis.blame import Action
+    from rollwave.orchestration.monitor import watch_for
+
+    monitor = watch_for(runtime.get()).ensure(rollout_id)
+    if monitor is None:
+        return {"open": True, "waiting_for": "", "retry_in": 0.0}
+    interval = float(monitor.policy.interval)
+    judged = monitor.latest
+    if judged is None or judged.at < since:
+        return {"open": False, "waiting_for": "fleet verification: the next analysis",
+                "retry_in": interval}
+    verdict = judged.verdict
+    if verdict.action is Action.PROMOTE and not verdict.hold_waves:
+        return {"open": True, "waiting_for": "", "retry_in": 0.0}
+    held = " (waves held: a rolled-back instance's blame is pending)" if verdict.hold_waves \
+        else ""
+    return {"open": False, "retry_in": interval,
+            "waiting_for": f"fleet verification: {verdict.action.value}{held}; "
+                           "see `rollwave verify explain`"}
+
+
+def _fleet_gate(rollout_id: str, wave: int) -> str | None:
+    """Wait until every updated instance has baked and fleet verification promotes them."""
+    since = step_now()
+    while True:
+        gate = step_fleet_gate(rollout_id, since)
+        if gate["open"]:
+            return None
+        step_set_state(rollout_id, RolloutState.WAITING.value, gate["waiting_for"],
+                       gate["waiting_for"])
+        action = _wait(rollout_id, max(0.5, float(gate["retry_in"])), STOPPING)
+        if action == "pause":
+            action = _paused(rollout_id, "paused during fleet verification")
+            if action == "resume":
+                continue
+        if action in ("abort", "rollback"):
+            return action
 
 
 @DBOS.step(name="rollwave.wave_doc")
