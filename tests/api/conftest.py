@@ -28,6 +28,39 @@ USERS = {"ada": ["admin"], "dora": ["deployer"], "abe": ["approver"], "vic": ["v
          "dap": ["deployer", "approver"]}
 PASSWORD = "correct horse battery staple"
 
+#: (method, path) → the permission the route demands ("own" = any user, for their own things;
+#: "write" = deployer, approver or admin; None = no principal: log in and health).
+ROUTES: dict[tuple[str, str], str | None] = {
+    ("GET", "/healthz"): None,
+    ("POST", "/api/v1/session"): None,
+    ("DELETE", "/api/v1/session"): "read",
+    ("GET", "/api/v1/whoami"): "read",
+    ("GET", "/api/v1/releases"): "read",
+    ("POST", "/api/v1/releases"): "deploy",
+    ("GET", "/api/v1/releases/{release_id}"): "read",
+    ("GET", "/api/v1/releases/{release_id}/plan"): "read",
+    ("GET", "/api/v1/rollouts"): "read",
+    ("POST", "/api/v1/rollouts"): "deploy",
+    ("GET", "/api/v1/rollouts/{rollout_id}"): "read",
+    ("POST", "/api/v1/rollouts/{rollout_id}/approve"): "approve",
+    ("POST", "/api/v1/rollouts/{rollout_id}/pause"): "deploy",
+    ("POST", "/api/v1/rollouts/{rollout_id}/resume"): "deploy",
+    ("POST", "/api/v1/rollouts/{rollout_id}/abort"): "deploy",
+    ("POST", "/api/v1/rollouts/{rollout_id}/rollback"): "deploy",
+    ("GET", "/api/v1/rollouts/{rollout_id}/logs"): "read",
+    ("GET", "/api/v1/events"): "read",
+    ("GET", "/api/v1/customers/{customer}/notes"): "read",
+    ("POST", "/api/v1/customers/{customer}/notes"): "write",
+    ("GET", "/api/v1/users"): "admin",
+    ("POST", "/api/v1/users"): "admin",
+    ("PUT", "/api/v1/users/{username}/roles"): "admin",
+    ("POST", "/api/v1/users/{username}/disable"): "admin",
+    ("POST", "/api/v1/users/{username}/enable"): "admin",
+    ("GET", "/api/v1/tokens"): "read",
+    ("POST", "/api/v1/tokens"): "read",
+    ("DELETE", "/api/v1/tokens/{prefix}"): "read",
+}
+
 
 def policies() -> dict[str, Any]:
     return {

@@ -68,8 +68,15 @@ class RequestInvalidBody(BaseModel):
     detail: list[FieldError]
 
 
+class UnreadableBody(BaseModel):
+    """The body is not JSON (or not UTF-8) at all."""
+
+    detail: str
+
+
 _ERROR_TEXT = {
-    400: "The request cannot be carried out as asked (see `message` and `hint`).",
+    400: "The request cannot be carried out as asked (see `message` and `hint`), or its body "
+         "cannot be parsed.",
     401: "No valid credentials: send `Authorization: Bearer TOKEN` or log in.",
     403: "Authenticated, but not allowed: the role lacks the permission, the CSRF token is "
          "missing, or separation of duties forbids it.",
@@ -81,12 +88,12 @@ _ERROR_TEXT = {
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can return (401, 403, 422 and 503
-    always: every route is authenticated and validates its input)."""
+    """OpenAPI ``responses`` for the error statuses a route can return (400, 401, 403, 422 and
+    503 always: every route is authenticated and validates its input)."""
+    special: dict[int, Any] = {400: ErrorBody | UnreadableBody, 422: ErrorBody | RequestInvalidBody}
     out: dict[int | str, dict[str, Any]] = {}
-    for code in sorted({401, 403, 422, 503, *codes}):
-        model: Any = ErrorBody | RequestInvalidBody if code == 422 else ErrorBody
-        out[code] = {"model": model, "description": _ERROR_TEXT[code]}
+    for code in sorted({400, 401, 403, 422, 503, *codes}):
+        out[code] = {"model": special.get(code, ErrorBody), "description": _ERROR_TEXT[code]}
     return out
 
 
@@ -436,7 +443,7 @@ def router(ctx: App) -> APIRouter:
              description="Waves, the instances in each and what changes on them, maintenance "
                          "windows and freezes, and the per-instance config changes grouped by "
                          "identical change sets. Nothing is recorded.",
-             responses=error_responses(400, 404))
+             responses=error_responses(404))
     def preview_plan(request: Request, principal: Reader, release_id: str,
                      policy: Annotated[str | None, Query(max_length=100)] = None,
                      emergency: bool = False) -> dict[str, Any]:
@@ -468,7 +475,7 @@ def router(ctx: App) -> APIRouter:
               summary="Start rolling a release out in waves",
               description="Records the rollout; the orchestrator carries it out. Needs "
                           "`deploy`. An emergency needs a `reason`.",
-              responses=error_responses(400, 404, 409))
+              responses=error_responses(404, 409))
     def start_rollout(request: Request, principal: Deployer,
                       body: RolloutStart) -> dict[str, Any]:
         app = fresh_app(request, principal)
