@@ -347,3 +347,12 @@ def test_customer_config_shows_where_each_value_comes_from(web: TestClient) -> N
     assert "customers/c01.yaml:" in page
     assert 'class="won"' in page
     assert 'class="lost"' in page
+
+
+def test_release_page_lists_its_rollouts_with_progress(web: TestClient, dash: Dash) -> None:
+    login(web, "vera")
+    page = web.get("/releases", headers=HTML).text
+    first = re.findall(r'href="/releases/([^"]+)"', page)[-1]
+    detail = web.get(f"/releases/{first}", headers=HTML).text
+    assert dash.done in detail
+    assert "7/7" in detail

@@ -62,7 +62,10 @@ def release_data(app: App, release_id: str) -> dict[str, Any]:
     release = release_service.get_release(app, release_id)
     with app.db().read() as conn:
         runs = repo.find_rollouts(conn, release_id=release.id, limit=50)
-    return {"release": release, "rollouts": runs}
+    from rollwave.services.fleet_views import target_counts
+
+    return {"release": release, "rollouts": runs,
+            "counts": target_counts(app, [r.id for r in runs])}
 
 
 def preview_data(app: App, release_id: str) -> dict[str, Any]:
