@@ -159,9 +159,9 @@ def test_hostile_regexes_are_refused_with_a_reason(pattern: str) -> None:
                                      "(a|b)*c", ".*@example\\.com$", "^user-[0-9]+$"])
 def test_ordinary_regexes_are_accepted_and_fast(pattern: str) -> None:
     regex = compile_safe(pattern)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other processes' load does not count
     regex.search("a" * 1000 + "!")
-    assert time.perf_counter() - start < 0.05
+    assert time.process_time() - start < 0.5  # catastrophic backtracking would take ages
 
 
 def test_an_empty_file_is_a_disabled_boolean_flag(tmp_path: Path) -> None:
