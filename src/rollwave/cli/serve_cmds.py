@@ -109,7 +109,8 @@ def serve(
         "  [yellow]Listening beyond this machine over plain http: put TLS in front and pass "
         "--secure-cookies.[/]")
     state.out.print(f"Serving http://{host}:{port} (API docs at /api/docs) on {where}, "
-                    f"{workers} HTTP worker process{'es' if workers > 1 else ''}.{scheme_note}")
+                    f"{workers} HTTP worker process{'es' if workers > 1 else ''}.{scheme_note}",
+                    soft_wrap=True)
     options: dict[str, Any] = {
         "host": host, "port": port, "log_level": log_level, "access_log": access_log,
         "timeout_graceful_shutdown": 10, "proxy_headers": forwarded_allow_ips is not None,
