@@ -124,9 +124,10 @@ def test_file_index_matches_the_loaded_workspace(tmp_path: Path) -> None:
 
 
 def test_file_index_sees_new_customers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rollwave.services import fleet_index
     from tests.web.support import make_workspace
 
-    monkeypatch.setattr(fleet_views, "RESCAN_SECONDS", 0.0)
+    monkeypatch.setattr(fleet_index, "RESCAN_SECONDS", 0.0)
     root = make_workspace(tmp_path / "ws", customers=3)
     app = App(root=root)
     assert len(fleet_views.fleet_index(app).rows) == 3
