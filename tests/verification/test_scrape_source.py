@@ -149,8 +149,8 @@ def test_build_sources_reports_bad_options_and_unknown_kinds() -> None:
     with pytest.raises(ConfigError, match=r"metric source 'scrape' \(kind scrape\) has bad "
                                           r"options: timeot: Extra inputs"):
         build_sources({"scrape": {"timeot": 3}})
-    with pytest.raises(PluginNotFound, match="no metric source of kind 'datadog'"):
-        build_sources({"dd": {"kind": "datadog"}})
+    with pytest.raises(PluginNotFound, match="no metric source of kind 'graphite'"):
+        build_sources({"gr": {"kind": "graphite"}})
 
 
 def test_metric_sources_lookup_and_problems() -> None:
