@@ -9,10 +9,11 @@ state calls for *now*:
    flag, the rollout row, the history row and the event; the last step done → ``completed``;
 2. the current step has guards and no live measurement → claim a lease on the rollout and
    measure its guards on a background thread; the result is recorded in one transaction:
-   *passed* marks the step safe (windows then repeat back to back, watching, until the next
-   step is due); *failed* reverts the flag to the last safe step (or to what it served before
-   the rollout), ends the rollout as ``reverted`` with the reason in words, and enqueues the
-   notifications; *error/inconclusive* holds the step and measures again later.
+   *passed* marks the step safe (windows then repeat every :data:`WATCH_GAP_SECONDS`,
+   watching, until the next step is due); *failed* reverts the flag to the last safe step
+   (or to what it served before the rollout), ends the rollout as ``reverted`` with the
+   reason in words, and enqueues the notifications; *error/inconclusive* holds the step and
+   measures again later.
 
 Why level-triggered rather than a DBOS workflow: a flag rollout lasts hours or days, longer
 than a Rollwave release stays deployed, and DBOS recovers a workflow only in a process of the
