@@ -134,3 +134,14 @@ def test_file_index_sees_new_customers(tmp_path: Path, monkeypatch: pytest.Monke
     (root / "customers" / "newco.yaml").write_text(
         "id: newco\ninstances:\n  prod: {environment: production}\n", encoding="utf-8")
     assert "newco/prod" in fleet_views.fleet_index(app).keys
+
+
+def test_a_check_charts_its_own_measure() -> None:
+    from rollwave.web.rollout_pages import _check_series
+
+    series = {"error_ratio": [1], "p95_latency_ms": [2], "p99_latency_ms": [3],
+              "request_rate": [4]}
+    assert list(_check_series(series, "error_ratio")) == ["error_ratio"]
+    assert list(_check_series(series, "p95_latency_ms")) == ["p95_latency_ms", "p99_latency_ms"]
+    assert _check_series(series, None) == series
+    assert _check_series(series, "a query") == series

@@ -76,6 +76,9 @@ def _draw(lines: dict[str, list[tuple[float, float | None]]], threshold: float |
     def py(y: float) -> float:
         return upper + plot_h - y / top * plot_h
 
+    tick = suffix if suffix == "%" else ""  # longer units go in the title, not on each tick
+    if suffix and not tick:
+        title = f"{title} ({suffix.strip()})" if title else suffix.strip()
     out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" '
            f'height="{height}" role="img" aria-label="{escape(title or "chart")}">']
     if title:
@@ -86,7 +89,7 @@ def _draw(lines: dict[str, list[tuple[float, float | None]]], threshold: float |
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" '
                    'stroke="#e2e8f0" stroke-width="1"/>')
         out.append(f'<text x="{left - 4}" y="{y + 3:.1f}" font-size="9" fill="#64748b" '
-                   f'text-anchor="end">{escape(_fmt(top * frac / 1.15))}{escape(suffix)}</text>')
+                   f'text-anchor="end">{escape(_fmt(top * frac / 1.15))}{escape(tick)}</text>')
     out.extend(f'<text x="{px(x):.1f}" y="{height - 6}" font-size="9" fill="#64748b" '
                f'text-anchor="middle">{escape(_fmt(x))}s</text>' for x in (x0, x1))
     if x0 <= 0 <= x1:

@@ -85,6 +85,16 @@ def _change_text(changes: Any) -> str:
     return ", ".join(parts)
 
 
+def _num(value: Any, unit: str = "") -> str:
+    """A measured value for people: ratios as percentages, others to 3 significant digits."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "–"
+    if unit == "ratio":
+        return f"{value * 100:.3g}%"
+    text = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return f"{text} {unit}" if unit else text
+
+
 def _pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=2, default=str)
 
@@ -104,7 +114,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True)
-    env.filters.update(ago=_ago, when=_when, duration=_duration, changes=_change_text,
+    env.filters.update(num=_num, ago=_ago, when=_when, duration=_duration, changes=_change_text,
                        pretty=_pretty, short=_short,
                        state_class=lambda s: STATE_CLASS.get(str(s), "muted"),
                        words=lambda s: str(s).replace("_", " "))

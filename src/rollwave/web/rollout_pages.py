@@ -133,6 +133,7 @@ def evidence_data(app: App, rollout_id: str, instance: str) -> dict[str, Any]:
         raise NotFound(f"rollout {record.id} has no instance '{instance}'")
     verdict = dict(target.verdict or {})
     checks = []
+    traffic: dict[str, Any] = {}
     for check in verdict.get("checks", []) or []:
         if not isinstance(check, dict):
             continue
@@ -141,20 +142,36 @@ def evidence_data(app: App, rollout_id: str, instance: str) -> dict[str, Any]:
         series = data.get("series")
         chart = ""
         if isinstance(series, dict) and series:
-            chart = charts.line_chart(series, unit=str(data.get("unit") or ""),
+            if not traffic and isinstance(series.get("request_rate"), list):
+                traffic = {"request rate": series["request_rate"]}
+            chart = charts.line_chart(_check_series(series, data.get("metric")),
+                                      unit=str(data.get("unit") or ""),
                                       threshold=check.get("threshold"),
                                       title=f"{check.get('name')} during verification")
         if not chart:
             chart = charts.gauge(check.get("value"), check.get("threshold"),
                                  unit=str(data.get("unit") or ""))
         checks.append({**check, "chart": markup(chart)})
+    traffic_chart = markup(charts.line_chart(traffic, unit="req/s",
+                                             title="traffic during verification")
+                           if traffic else "")
     logs = audit.deploy_logs(app, record.id, instance)
     with app.db().read() as conn:
         from rollwave.storage.events import list_events
 
         instance_events = list_events(conn, rollout_id=record.id, instance=instance, limit=300)
     return {"rollout": record, "target": target, "verdict": verdict, "checks": checks,
-            "logs": logs, "instance_events": instance_events}
+            "logs": logs, "instance_events": instance_events, "traffic": traffic_chart}
+
+
+def _check_series(series: dict[str, Any], metric: Any) -> dict[str, Any]:
+    """The lines a check's chart shows: its own measure (latency quantiles together, as they
+    share a unit), or every series when the check does not say which is its own."""
+    if isinstance(metric, str) and metric in series:
+        if metric.endswith("_ms"):
+            return {k: v for k, v in series.items() if k.endswith("_ms")}
+        return {metric: series[metric]}
+    return series
 
 
 def _sse(event: str, html: str, event_id: int | None = None) -> str:
