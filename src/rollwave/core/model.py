@@ -12,7 +12,15 @@ from datetime import datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from rollwave.core import tagexpr
 from rollwave.core.durations import Duration
@@ -170,8 +178,152 @@ class MetricCheck(Strict):
         return self
 
 
+# --- fleet analysis: verification.<profile>.fleet (see rollwave.verification.policy) ----------
+
+
+def _fraction(value: Any) -> Any:
+    """``"25%"`` → 0.25; numbers pass through (pydantic checks them)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(f"'{value}' is not a percentage such as 25%") from None
+    return value
+
+
+Fraction = Annotated[float, BeforeValidator(_fraction), WithJsonSchema(
+    {"anyOf": [{"type": "number"}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"}]})]
+"""A fraction written as a number (``0.25``) or a percentage (``25%``)."""
+
+Direction = Literal["increase", "decrease", "either"]
+
+
+class FleetCheckBase(Strict):
+    """What every fleet check has: a unique name and how many failed reads in a row it takes."""
+
+    name: str = Field(min_length=1, max_length=100)
+    consecutive_error_limit: int = Field(default=4, ge=0)
+
+
+class RatioFleetCheck(FleetCheckBase):
+    """A ratio of counters (errors / requests) after the update against before, pooled counts."""
+
+    kind: Literal["ratio"]
+    numerator: str = "errors"
+    denominator: str = "requests"
+    direction: Direction = "increase"
+    allowed_increase: Fraction = 0.5
+    allowed_decrease: Fraction = 0.5
+    min_change: Fraction = 0.002
+    confidence: Fraction = 0.99
+    min_denominator: float = Field(default=30.0, gt=0)
+
+
+class GaugeFleetCheck(FleetCheckBase):
+    """A gauge (latency, memory) after the update against before, corrected by stable peers."""
+
+    kind: Literal["gauge"]
+    metric: str
+    direction: Direction = "increase"
+    allowed_increase: Fraction = 0.25
+    allowed_decrease: Fraction = 0.25
+    confidence: Fraction = 0.99
+    peer_margin: float = Field(default=3.0, ge=0)
+    min_samples: int = Field(default=3, ge=2)
+    min_baseline: int = Field(default=10, ge=2)
+    trend_horizon: Duration | None = None
+    load: str | None = None
+
+
+class BurnWindowSpec(Strict):
+    """A long and a short window that must both burn at ``factor`` times the budget or more."""
+
+    long: Duration
+    short: Duration
+    factor: float = Field(gt=0)
+
+
+class BurnRateFleetCheck(FleetCheckBase):
+    """An availability SLO on errors / total with multiwindow burn rates (scaled to the bake)."""
+
+    kind: Literal["burn_rate"]
+    errors: str = "errors"
+    total: str = "requests"
+    objective: Fraction = 0.99
+    windows: Literal["sre"] | list[BurnWindowSpec] = "sre"
+    min_events: float = Field(default=30.0, ge=0)
+
+
+class ThresholdFleetCheck(FleetCheckBase):
+    """A metric held to fixed conditions, measured once per interval (Argo Rollouts' rules)."""
+
+    kind: Literal["threshold"]
+    metric: str | None = None
+    numerator: str | None = None
+    denominator: str | None = None
+    success: str | None = None
+    failure: str | None = None
+    failure_limit: int = Field(default=0, ge=-1)
+    inconclusive_limit: int = Field(default=0, ge=0)
+    count: int | None = Field(default=None, ge=1)
+    no_data: Literal["error", "inconclusive", "failed", "successful"] = "error"
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> ThresholdFleetCheck:
+        if (self.metric is None) == (self.numerator is None and self.denominator is None):
+            raise ValueError(f"threshold check '{self.name}' needs either metric or numerator "
+                             "and denominator")
+        if self.metric is None and (self.numerator is None or self.denominator is None):
+            raise ValueError(f"threshold check '{self.name}' needs both numerator and "
+                             "denominator")
+        return self
+
+
+FleetCheck = Annotated[RatioFleetCheck | GaugeFleetCheck | BurnRateFleetCheck
+                       | ThresholdFleetCheck, Field(discriminator="kind")]
+
+
+class BlameSettings(Strict):
+    """The numbers of the blame rules (see docs/verification.md, "How blame decides")."""
+
+    min_customers: int = Field(default=2, ge=2)
+    min_clearing_peers: int = Field(default=2, ge=1)
+    patience: Duration = 900.0
+    incident_min_instances: int = Field(default=2, ge=1)
+    incident_fraction: Fraction = Field(default=0.3, gt=0, le=1)
+
+
+def _standard_fleet_checks() -> list[FleetCheck]:
+    return [RatioFleetCheck(kind="ratio", name="error-ratio"),
+            GaugeFleetCheck(kind="gauge", name="p95-latency", metric="latency_p95",
+                            load="requests")]
+
+
+class FleetAnalysis(Strict):
+    """How the fleet is judged during a rollout: the series, the windows, the checks, blame.
+
+    ``source`` names a metric source (``scrape`` or one under ``metric_sources``); checks name
+    that source's logical metrics (``requests``, ``errors``, ``latency_p95``, ...). Without
+    ``checks``, an error-ratio and a p95-latency check are used.
+    """
+
+    source: str = "scrape"
+    step: Duration = Field(default=60.0, gt=0)
+    interval: Duration = 300.0
+    bake: Duration = 1800.0
+    baseline: Duration = 3600.0
+    warmup: Duration = 0.0
+    incident_window: Duration | None = None
+    cohort: str | None = None
+    checks: list[FleetCheck] = Field(default_factory=_standard_fleet_checks, min_length=1)
+    blame: BlameSettings = BlameSettings()
+
+
 class Verification(Strict):
-    """How an instance is verified after a deploy: health, smoke requests and metrics."""
+    """How an instance is verified after a deploy: health, smoke requests and metrics.
+
+    ``fleet`` (optional) describes the fleet-level analysis of rollouts using this profile.
+    """
 
     duration: Duration = 30.0
     interval: Duration = 5.0
@@ -180,6 +332,7 @@ class Verification(Strict):
     metrics: list[MetricCheck] = []
     min_requests: int = 20
     consecutive_error_limit: int = 4
+    fleet: FleetAnalysis | None = None
 
     @model_validator(mode="after")
     def _interval(self) -> Verification:
@@ -400,6 +553,7 @@ class Project(Strict):
     environments: dict[Identifier, Environment] = Field(min_length=1)
     services: dict[Identifier, Service] = Field(min_length=1)
     deployers: dict[Identifier, dict[str, Any]] = {"local": {"kind": "local"}}
+    metric_sources: dict[Identifier, dict[str, Any]] = {}
     verification: dict[Identifier, Verification] = {"default": Verification()}
     policies: dict[Identifier, Policy] = Field(min_length=1)
     default_policy: Identifier = "standard"

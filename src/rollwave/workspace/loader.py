@@ -273,7 +273,10 @@ def load_workspace(root: Path | None = None, *, strict: bool = True) -> Workspac
 
     if project is None or project_doc is None:
         if project_doc is not None:  # still report what can be checked without the model
+            from rollwave.verification.policy import check_raw_metric_sources
+
             problems.extend(check_raw_deployers(project_doc))
+            problems.extend(check_raw_metric_sources(project_doc))
         _raise_if_errors(problems)
         raise ValidationFailed(problems)  # pragma: no cover - _raise_if_errors raised
 
@@ -380,8 +383,12 @@ def known_deployer_kinds() -> set[str]:
 
 
 def check_project(project: Project, doc: YamlDocument) -> list[Problem]:
-    """References inside rollwave.yaml: deployers, verification profiles, default policy."""
+    """References inside rollwave.yaml: deployers, verification profiles, default policy,
+    metric sources and fleet analysis (``rollwave.verification.policy``)."""
+    from rollwave.verification.policy import check_metric_sections
+
     problems = check_deployers(project.deployers, doc)
+    problems.extend(check_metric_sections(project, doc))
     for name, service in project.services.items():
         if service.deployer not in project.deployers:
             problems.append(doc.problem(("services", name, "deployer"),

@@ -66,22 +66,15 @@ def build_series(config: Mapping[str, Mapping[str, Any]] | None = None,
                  environment: MetricEnvironment | None = None) -> dict[str, SeriesSource]:
     """The workspace's series sources by name (fleet analysis).
 
-    Like :func:`build_sources`; ``scrape`` is included when its kind is registered in
-    :data:`series_registry`, and a configured source whose kind has no series form raises
-    ConfigError. Secrets are resolved when a source first reads, not here.
+    Like :func:`build_sources`; sources whose kind has no series form (``scrape`` until the
+    scrape collector registers it in :data:`series_registry`) are left out. Secrets are
+    resolved when a source first reads, not here.
     """
     env = environment or MetricEnvironment()
     built: dict[str, SeriesSource] = {}
     for name, options in {"scrape": {}, **(config or {})}.items():
-        kind = str(options.get("kind", name))
-        if kind not in series_registry.kinds():
-            if name == "scrape" and not (config or {}).get("scrape"):
-                continue
-            raise ConfigError(
-                f"metric source '{name}' (kind {kind}) cannot answer fleet analysis",
-                hint=f"fleet analysis reads sources of kind "
-                     f"{', '.join(series_registry.kinds()) or 'none'}")
-        built[name] = _create(series_registry, name, options, env)
+        if str(options.get("kind", name)) in series_registry.kinds():
+            built[name] = _create(series_registry, name, options, env)
     return built
 
 
