@@ -104,7 +104,7 @@ def _run(tmp_path: Path, scenario: Scenario, *, down: bool = False,
     source.rollout_id = rollout.id
     with orchestrator:
         wait_for(lambda: expect(rollouts.status(app, rollout.id)), timeout=60, what=what,
-                 describe=lambda: rollouts.status(app, rollout.id).rollout.to_dict())
+                 describe=lambda: rollouts.status(app, rollout.id).rollout.to_dict())  # noqa: PLW0108
         view = rollouts.status(app, rollout.id, event_limit=500)
     return view
 
