@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from rollwave.demo_service.faults import Effect
+from rollwave.demo_service.incident import IncidentWatch
 from rollwave.demo_service.metrics import ServiceMetrics
 from rollwave.demo_service.settings import TrafficSettings
 
@@ -67,7 +68,9 @@ class DemoApp:
 
     def __init__(self, identity: Identity, effect: Effect, traffic: TrafficSettings,
                  metrics: ServiceMetrics, *, sleep: Callable[[float], None] = time.sleep,
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+                 timer: Callable[[], float] = time.perf_counter,
+                 incident: IncidentWatch | None = None) -> None:
+        self.incident = incident
         self.identity = identity
         self.effect = effect
         self.traffic = traffic
@@ -112,11 +115,16 @@ class DemoApp:
         if self.effect.latency_ms or self.effect.latency_jitter_ms:
             jitter = self.effect.latency_jitter_ms
             millis += max(0.0, self.effect.latency_ms + rng.uniform(-jitter, jitter))
+        if self.incident is not None:
+            millis += self.incident.current().latency_ms
         return millis / 1000.0
 
     def _work(self, path: str, rng: random.Random) -> Response:
         delay = self.work_latency(rng)
-        if rng.random() < self.error_rate:
+        error_rate = self.error_rate
+        if self.incident is not None:
+            error_rate = 1.0 - (1.0 - error_rate) * (1.0 - self.incident.current().error_rate)
+        if rng.random() < error_rate:
             body = {"ok": False, "error": "internal error while doing the work",
                     "instance": self.identity.instance, "version": self.identity.version}
             return _json(500, body, delay)

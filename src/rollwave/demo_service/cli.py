@@ -26,6 +26,7 @@ from prometheus_client import disable_created_metrics
 from rollwave.core.hashing import config_hash
 from rollwave.demo_service.app import DemoApp, Identity, make_rng
 from rollwave.demo_service.faults import active_faults, combine
+from rollwave.demo_service.incident import IncidentWatch
 from rollwave.demo_service.metrics import ServiceMetrics
 from rollwave.demo_service.server import DemoHTTPServer
 from rollwave.demo_service.settings import load_config, parse_traffic
@@ -88,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         started_at=datetime.now(UTC))
     metrics = ServiceMetrics(version=version, config_hash=digest, instance=instance,
                              memory_growth_mb_per_min=effect.memory_growth_mb_per_min)
-    app = DemoApp(identity, effect, traffic, metrics)
+    incident_file = config.get("incident_file")
+    incident = IncidentWatch(Path(incident_file)) if isinstance(incident_file, str) else None
+    app = DemoApp(identity, effect, traffic, metrics, incident=incident)
     seeds = make_rng(traffic.seed)
     try:
         server = DemoHTTPServer((args.host, args.port), app, seed=seeds.getrandbits(64))
