@@ -376,7 +376,8 @@ def customer_view(app: App, customer: str, *, history: int = 50) -> CustomerView
     note_query = (sa.select(notes).where(notes.c.customer == customer)
                   .order_by(notes.c.id.desc()).limit(100))
     event_query = (sa.select(events).where(sa.or_(
-        events.c.instance.in_(keys), events.c.kind == "note.created"))
+        events.c.instance.in_(keys), events.c.kind == "note.created"),
+        events.c.kind != "instance.progress")  # verification chatter: see the evidence
                    .order_by(events.c.seq.desc()).limit(history * 4))
     with app.db().read() as conn:
         deployments = [dict(r._mapping) for r in conn.execute(target_query)]
