@@ -272,3 +272,13 @@ def test_builders_report_bad_options_and_missing_series_forms() -> None:
     expected = {"own", "scrape"} if "scrape" in series_registry.kinds() else set()
     assert set(build_series_sources(tuned)) == expected  # scrape: when the collector registers
     assert sorted(build_metric_sources(tuned)) == ["own", "scrape"]
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from rollwave.verification import policy
+
+    result = doctest.testmod(policy)
+    assert result.attempted > 0
+    assert result.failed == 0

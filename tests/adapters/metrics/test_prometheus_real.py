@@ -57,6 +57,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("prometheus")
     services: list[RunningService] = []
     prometheus: subprocess.Popen[bytes] | None = None
+    log = (tmp / "prometheus.log").open("wb")
     try:
         for index, (key, version, legacy) in enumerate(FLEET):
             config = write_config(tmp, {
@@ -78,7 +79,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "scrape_configs:\n  - job_name: demo\n    static_configs:\n" + targets + "\n",
             encoding="utf-8")
         port = free_port()
-        log = (tmp / "prometheus.log").open("wb")
         prometheus = subprocess.Popen(
             [binary, f"--config.file={tmp / 'prometheus.yml'}",
              f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
@@ -96,6 +96,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             except subprocess.TimeoutExpired:
                 prometheus.kill()
                 prometheus.wait(timeout=10)
+        log.close()
         for service in services:
             if service.process.poll() is None:
                 service.process.kill()
