@@ -190,3 +190,18 @@ def test_options_problems_and_empty_queries() -> None:
     assert prom.fetch([], SeriesQuery(("cpu",), 0, 60, 60)) == {}
     empty = prom.fetch(TARGETS, SeriesQuery(("cpu",), 60, 60, 60))
     assert len(empty["acme/prod"]["cpu"]) == 0
+
+
+def test_one_query_for_all_services_unless_the_template_names_the_service() -> None:
+    targets = [*TARGETS, MetricTarget("acme/prod", "api")]
+    queries = {"by_job": 'sum by ({{ label }}) (x{job="{{ service }}", {{ selector }}})'}
+    with scripted(lambda form: (200, matrix())) as (url, seen):
+        source(url, queries=queries).fetch(targets, SeriesQuery(("requests", "by_job"),
+                                                                0, 60, 60))
+    requests = [f["query"] for f in seen if "demo_requests_total" in f["query"]]
+    assert requests == ['sum by (instance_key) (increase(demo_requests_total{route=~"/api/.*", '
+                        'instance_key=~"acme/prod|globex/prod"}[60s]))']
+    assert sorted(f["query"] for f in seen if f["query"].startswith("sum by (instance_key) (x")
+                  ) == ['sum by (instance_key) (x{job="api", instance_key=~"acme/prod"})',
+                        'sum by (instance_key) (x{job="web", '
+                        'instance_key=~"acme/prod|globex/prod"})']

@@ -186,7 +186,7 @@ class DatadogSource:
             return q.run_jobs([], targets, query, lambda job: q.JobAnswer(), concurrency=1,
                               unknown=lambda metric: reason)
         known = [m for m in query.metrics if m in self._templates]
-        jobs = q.plan_jobs(known, targets, self._per_target)
+        jobs = q.plan_jobs(known, targets, self._per_target, self._by_service)
         return q.run_jobs(jobs, targets, query, lambda job: self._run(job, query, headers),
                           concurrency=self.options.concurrency, unknown=self._unknown)
 
@@ -200,6 +200,9 @@ class DatadogSource:
 
     def _per_target(self, metric: str) -> bool:
         return bool(q.template_names(self._texts[metric]) - FLEET_NAMES)
+
+    def _by_service(self, metric: str) -> bool:
+        return "service" in q.template_names(self._texts[metric])
 
     def _variables(self, job: q.Job, query: SeriesQuery) -> dict[str, Any]:
         tag = self.options.tag

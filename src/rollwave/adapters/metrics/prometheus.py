@@ -163,7 +163,7 @@ class PrometheusSource:
                               unknown=lambda metric: reason)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         known = [m for m in query.metrics if m in self._templates]
-        jobs = q.plan_jobs(known, targets, self._per_target)
+        jobs = q.plan_jobs(known, targets, self._per_target, self._by_service)
         return q.run_jobs(jobs, targets, query, lambda job: self._run(job, query, headers),
                           concurrency=self.options.concurrency, unknown=self._unknown)
 
@@ -177,6 +177,9 @@ class PrometheusSource:
 
     def _per_target(self, metric: str) -> bool:
         return bool(q.template_names(self._texts[metric]) - FLEET_NAMES)
+
+    def _by_service(self, metric: str) -> bool:
+        return "service" in q.template_names(self._texts[metric])
 
     def _variables(self, job: q.Job, query: SeriesQuery) -> dict[str, Any]:
         label = self.options.instance_label

@@ -178,17 +178,21 @@ class DetailedSource(Protocol):
 
 
 def plan_jobs(metrics: Iterable[str], targets: Sequence[MetricTarget],
-              per_target: Callable[[str], bool]) -> list[Job]:
-    """One job per metric and service for fleet-wide templates, else one per target."""
+              per_target: Callable[[str], bool],
+              by_service: Callable[[str], bool] = lambda metric: True) -> list[Job]:
+    """One job per metric for fleet-wide templates (one per service when the template names
+    the service), else one per target."""
     jobs: list[Job] = []
     for metric in metrics:
         if per_target(metric):
             jobs.extend(Job(metric, (t,), grouped=False) for t in targets)
             continue
-        by_service: dict[str, list[MetricTarget]] = {}
+        groups: dict[str, dict[str, MetricTarget]] = {}
         for target in targets:
-            by_service.setdefault(target.service, []).append(target)
-        jobs.extend(Job(metric, tuple(group), grouped=True) for group in by_service.values())
+            group = target.service if by_service(metric) else ""
+            groups.setdefault(group, {}).setdefault(target.instance, target)
+        jobs.extend(Job(metric, tuple(group.values()), grouped=True)
+                    for group in groups.values())
     return jobs
 
 
