@@ -236,7 +236,7 @@ class GaugeFleetCheck(FleetCheckBase):
 
 
 class BurnWindowSpec(Strict):
-    """A long and a short window that must both burn at ``factor`` times the budget or more."""
+    """Long and short windows that must both burn at ``factor`` x the budget or more."""
 
     long: Duration
     short: Duration
@@ -270,12 +270,11 @@ class ThresholdFleetCheck(FleetCheckBase):
 
     @model_validator(mode="after")
     def _one_measure(self) -> ThresholdFleetCheck:
-        if (self.metric is None) == (self.numerator is None and self.denominator is None):
-            raise ValueError(f"threshold check '{self.name}' needs either metric or numerator "
-                             "and denominator")
-        if self.metric is None and (self.numerator is None or self.denominator is None):
-            raise ValueError(f"threshold check '{self.name}' needs both numerator and "
-                             "denominator")
+        ratio = self.numerator is not None and self.denominator is not None
+        if (self.metric is None) != ratio or (self.numerator is None) != (
+                self.denominator is None):
+            raise ValueError(f"threshold check '{self.name}' needs either metric or both "
+                             "numerator and denominator")
         return self
 
 
