@@ -230,8 +230,11 @@ def main(argv: list[str] | None = None) -> None:
                                                          "median_of_round_ratios": pairs}
             print(f"ansible-core median / {s} median = {ratio:.1f}x "
                   f"(median of per-round ratios {pairs:.1f}x)")
-    (OUT / "results.json").write_text(json.dumps(report, indent=1, default=str))
-    print(f"details: {OUT / 'results.json'}; logs: {log}")
+    text = json.dumps(report, indent=1, default=str)
+    (OUT / "results.json").write_text(text)  # the latest, and one per run that is kept
+    kept = OUT / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    kept.write_text(text)
+    print(f"details: {kept}; logs: {log}")
 
 
 if __name__ == "__main__":
