@@ -36,6 +36,7 @@ class TargetContext:
     verification: Verification
     on_inconclusive: str
     should_stop: Callable[[], bool]
+    trivial: bool = False  # no checks at all: a successful deploy is the only signal
 
 
 def _side(changes: list[dict[str, Any]], side: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -60,8 +61,11 @@ def desired_state(rt: Runtime, changes: list[dict[str, Any]],
     values to redact from logs, and the config versions (release snapshot hashes) to record.
     """
     versions, config_versions = _side(changes, side)
-    with rt.db.read() as conn:
-        blobs = release_repo.get_blobs(conn, sorted(set(config_versions.values())))
+    blobs = rt.blob_cache
+    missing = sorted(set(config_versions.values()) - blobs.keys())
+    if missing:  # snapshots are content-addressed: what is cached never goes stale
+        with rt.db.read() as conn:
+            blobs.update(release_repo.get_blobs(conn, missing))
     configs: dict[str, Mapping[str, Any]] = {}
     hashes: dict[str, str] = {}
     secrets: list[str] = []
@@ -183,18 +187,44 @@ def _deploy_step(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
         state_dir=rt.app.state_dir, redact=secrets, log=lines.append,
         attempt=target.attempts + 1, reason="rollback" if ctx.kind == "rollback" else "deploy"))
     log_text = redact("\n".join([*lines, result.log]).strip(), secrets)
-    with rt.db.begin() as conn:
+
+    def log(conn: Any) -> None:  # the deployment log commits with the state change
         repo.add_deploy_log(conn, ctx.rollout_id, inst.key, target.attempts + 1, "deploy",
                             result.ok, log_text)
+
     if not result.ok:
         message = f"deploy of {inst.key} failed: {redact(result.message, secrets)}"
         _transition(rt, ctx, inst.key, TargetState.DEPLOYING, TargetState.ROLLING_BACK,
                     message + "; restoring the previous version", kind="instance.deploy_failed",
-                    explanation=message)
+                    explanation=message, record=log)
         return TargetState.ROLLING_BACK
+    deployed = f"{inst.key} deployed ({result.message})"
+    if ctx.trivial:
+        return _deployed_and_done(rt, ctx, inst, target, deployed, log)
     _transition(rt, ctx, inst.key, TargetState.DEPLOYING, TargetState.VERIFYING,
-                f"{inst.key} deployed ({result.message}); verifying", kind="instance.deployed")
+                f"{deployed}; verifying", kind="instance.deployed", record=log)
     return TargetState.VERIFYING
+
+
+def _deployed_and_done(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
+                       target: repo.TargetRecord, deployed: str,
+                       log: Callable[[Any], None]) -> TargetState:
+    """No checks are configured: deployed and done in one transaction (both events kept)."""
+    versions, config_versions = _side(target.changes, "to")
+    why = "no checks are configured; a successful deploy is the only signal"
+    with rt.db.begin() as conn:
+        if not repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.DEPLOYING,
+                                      TargetState.VERIFYING, deployed,
+                                      kind="instance.deployed"):
+            return _reload(rt, ctx, inst.key)
+        log(conn)
+        repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.VERIFYING,
+                               TargetState.SUCCEEDED, f"{inst.key} verified: {why}",
+                               outcome=Outcome.SUCCESSFUL.value, explanation=why)
+        fleet_state.record_deployed(conn, inst.key, inst.customer, versions,
+                                    dict(config_versions), health="healthy",
+                                    release_id=ctx.release_id, rollout_id=ctx.rollout_id)
+    return TargetState.SUCCEEDED
 
 
 def _verify_step(rt: Runtime, ctx: TargetContext, inst: FleetInstance,

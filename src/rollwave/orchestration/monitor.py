@@ -53,6 +53,8 @@ def default_policy_factory(profile: Verification) -> VerificationPolicy | None:
     """The profile's fleet analysis as an engine policy (None when it has none)."""
     import importlib
 
+    if getattr(profile, "fleet", None) is None:
+        return None
     try:
         module: Any = importlib.import_module("rollwave.verification.policy")
     except ImportError:  # pragma: no cover - the YAML converter is optional
@@ -279,14 +281,25 @@ class FleetWatch:
         if time.monotonic() - self._refreshed < every:
             return
         self._refreshed = time.monotonic()
-        targets = self.targets()
-        self.collector.track(targets)
-        if targets:
-            self.collector.start()
+        if self._uses_scrape():
+            # keep every instance's history, so instances have a baseline before they update
+            targets = self.targets()
+            self.collector.track(targets)
+            if targets:
+                self.collector.start()
         with self.rt.db.read() as conn:
             active = repo.find_rollouts(conn, states=[s for s in RolloutState if s.active])
         for rollout in active:
             self.ensure(rollout.id)
+
+    def _uses_scrape(self) -> bool:
+        """True when some verification profile analyses the fleet from the embedded scrape."""
+        profiles = self.rt.workspace().project.verification.values()
+        for profile in profiles:
+            fleet = getattr(profile, "fleet", None)
+            if fleet is not None and (getattr(fleet, "source", None) or "scrape") == "scrape":
+                return True
+        return False
 
     def ensure(self, rollout_id: str) -> RolloutMonitor | None:
         """The running monitor of a rollout (started if needed); None without fleet analysis."""

@@ -86,6 +86,8 @@ class Runtime:
     fleet_policy: Callable[[Verification], Any] = field(
         default=_default_fleet_policy_ref)
     """profile -> rollwave.analysis VerificationPolicy, or None without fleet analysis."""
+    blob_cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Config snapshots by content hash (immutable, so never stale)."""
     _deployers: DeployerCache = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _control_cache: dict[str, tuple[float, set[str]]] = field(default_factory=dict, repr=False)
@@ -101,8 +103,17 @@ class Runtime:
         return self.app.workspace()
 
     def reload_workspace(self) -> Workspace:
-        """Pick up workspace edits (instances added, windows changed) between rollouts."""
+        """Pick up workspace edits (instances added, windows changed) between rollouts.
+
+        Parsing is skipped when the files' content hash is unchanged (a fleet of thousands
+        of customer files takes seconds to parse, and a second to hash).
+        """
+        from rollwave.workspace.loader import workspace_hash
+
         with self._lock:
+            current = self.app._workspace
+            if current is not None and workspace_hash(self.app.root) == current.content_hash:
+                return current
             return self.app.workspace(reload=True)
 
     def deployer(self, name: str) -> Deployer:

@@ -50,9 +50,12 @@ def verification_profile(rt: Runtime, policy_name: str) -> Verification:
 def target_context(rt: Runtime, rollout: repo.RolloutRecord) -> TargetContext:
     project = rt.workspace().project
     policy = project.policies.get(rollout.policy)
+    profile = verification_profile(rt, rollout.policy)
+    trivial = (profile.health is None and not profile.smoke and not profile.metrics
+               and getattr(profile, "fleet", None) is None)
     return TargetContext(
         rollout_id=rollout.id, release_id=rollout.release_id, kind=rollout.kind,
-        verification=verification_profile(rt, rollout.policy),
+        verification=profile, trivial=trivial,
         on_inconclusive=policy.on_inconclusive if policy else "pause",
         should_stop=lambda: bool(rt.pending_actions(rollout.id) & {"abort", "rollback"}),
     )

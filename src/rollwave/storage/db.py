@@ -56,8 +56,11 @@ class Database:
                 self.engine = _sqlite_engine(self.url, immediate=True)
                 self.read_engine = _sqlite_engine(self.url, immediate=False)
             else:
-                self.engine = sa.create_engine(self.url, pool_size=10, max_overflow=20,
-                                               pool_pre_ping=True)
+                # room for a wave's parallel deploy threads plus the API; stale connections are
+                # recycled rather than pinged before every checkout (a ping per transaction
+                # doubled the round trips of a rollout)
+                self.engine = sa.create_engine(self.url, pool_size=20, max_overflow=80,
+                                               pool_recycle=1800, pool_timeout=60)
                 self.read_engine = self.engine
             if migrate:
                 from rollwave.storage.migrate import upgrade

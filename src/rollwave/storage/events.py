@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from rollwave.storage.tables import events
 
+_INSERT = events.insert()  # one statement object, reused: its compiled form is cached
 _SECRETISH = ("password", "secret", "token", "api_key", "apikey", "private_key")
 
 
@@ -64,12 +65,9 @@ def append_event(
     """Append one event in the caller's transaction and return its sequence number."""
     payload = dict(data or {})
     _check_no_secrets(payload)
-    result = conn.execute(
-        events.insert().values(
-            at=at or datetime.now(UTC), actor=actor, kind=kind, rollout_id=rollout_id,
-            instance=instance, message=message, data=payload,
-        )
-    )
+    result = conn.execute(_INSERT, {
+        "at": at or datetime.now(UTC), "actor": actor, "kind": kind, "rollout_id": rollout_id,
+        "instance": instance, "message": message, "data": payload})
     key = result.inserted_primary_key
     return int(key[0]) if key else 0
 

@@ -48,29 +48,42 @@ def _row(row: Any) -> ServiceState:
         release_id=row.release_id, rollout_id=row.rollout_id, updated_at=row.updated_at)
 
 
+_UPSERT_UPDATE = instance_state.update().where(
+    instance_state.c.instance == sa.bindparam("w_instance"),
+    instance_state.c.service == sa.bindparam("w_service"),
+).values(
+    # the old values become previous_* only when something changes
+    previous_version=sa.case(
+        (sa.or_(instance_state.c.version != sa.bindparam("v_version"),
+                instance_state.c.config_hash.is_distinct_from(sa.bindparam("v_config"))),
+         instance_state.c.version), else_=instance_state.c.previous_version),
+    previous_config_hash=sa.case(
+        (sa.or_(instance_state.c.version != sa.bindparam("v_version"),
+                instance_state.c.config_hash.is_distinct_from(sa.bindparam("v_config"))),
+         instance_state.c.config_hash), else_=instance_state.c.previous_config_hash),
+    version=sa.bindparam("v_version"), config_hash=sa.bindparam("v_config"),
+    health=sa.bindparam("v_health"), release_id=sa.bindparam("v_release"),
+    rollout_id=sa.bindparam("v_rollout"), updated_at=sa.bindparam("v_at"),
+)
+_INSERT = instance_state.insert()
+
+
 def record_deployed(conn: Connection, instance: str, customer: str,
                     versions: Mapping[str, str], config_hashes: Mapping[str, str | None], *,
                     health: str, release_id: str | None, rollout_id: str | None) -> None:
     """Upsert each service's state; the old values become ``previous_*`` when they change."""
     now = datetime.now(UTC)
     for service, version in versions.items():
-        current = conn.execute(sa.select(instance_state).where(
-            instance_state.c.instance == instance, instance_state.c.service == service)).first()
         cfg = config_hashes.get(service)
-        if current is None:
-            conn.execute(instance_state.insert().values(
-                instance=instance, service=service, customer=customer, version=version,
-                config_hash=cfg, health=health, release_id=release_id, rollout_id=rollout_id,
-                updated_at=now))
-            continue
-        changed = current.version != version or current.config_hash != cfg
-        conn.execute(instance_state.update().where(
-            instance_state.c.instance == instance, instance_state.c.service == service).values(
-            version=version, config_hash=cfg, health=health, release_id=release_id,
-            rollout_id=rollout_id, updated_at=now,
-            previous_version=current.version if changed else current.previous_version,
-            previous_config_hash=(current.config_hash if changed
-                                  else current.previous_config_hash)))
+        updated = conn.execute(_UPSERT_UPDATE, {
+            "w_instance": instance, "w_service": service, "v_version": version,
+            "v_config": cfg, "v_health": health, "v_release": release_id,
+            "v_rollout": rollout_id, "v_at": now}).rowcount
+        if not updated:
+            conn.execute(_INSERT, {
+                "instance": instance, "service": service, "customer": customer,
+                "version": version, "config_hash": cfg, "health": health,
+                "release_id": release_id, "rollout_id": rollout_id, "updated_at": now})
 
 
 def set_health(conn: Connection, instance: str, health: str) -> None:

@@ -7,6 +7,7 @@ transaction, so a repeated step after a crash cannot apply a change twice.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -191,6 +192,17 @@ def get_target(conn: Connection, rollout_id: str, instance: str) -> TargetRecord
     return _target(row) if row else None
 
 
+@functools.cache
+def _transition_statement(columns: tuple[str, ...]) -> sa.Update:
+    # Built once per set of columns: thousands of transitions per rollout reuse the statement
+    # (and its cached compiled form) instead of building and hashing a new one each time.
+    return rollout_targets.update().where(
+        rollout_targets.c.rollout_id == sa.bindparam("w_rollout"),
+        rollout_targets.c.instance == sa.bindparam("w_instance"),
+        rollout_targets.c.state == sa.bindparam("w_state"),
+    ).values({name: sa.bindparam(f"v_{name}") for name in columns})
+
+
 def transition_target(conn: Connection, rollout_id: str, instance: str, old: TargetState,
                       new: TargetState, message: str, *, kind: str | None = None,
                       data: Mapping[str, Any] | None = None, **fields: Any) -> bool:
@@ -201,9 +213,10 @@ def transition_target(conn: Connection, rollout_id: str, instance: str, old: Tar
         values.setdefault("started_at", now)
     if new.terminal:
         values.setdefault("finished_at", now)
-    result = conn.execute(rollout_targets.update().where(
-        rollout_targets.c.rollout_id == rollout_id, rollout_targets.c.instance == instance,
-        rollout_targets.c.state == old.value).values(**values))
+    columns = tuple(sorted(values))
+    params = {f"v_{name}": values[name] for name in columns}
+    params.update(w_rollout=rollout_id, w_instance=instance, w_state=old.value)
+    result = conn.execute(_transition_statement(columns), params)
     if result.rowcount == 0:
         return False
     append_event(conn, kind or f"instance.{new.value}", message, rollout_id=rollout_id,
