@@ -356,3 +356,17 @@ def test_release_page_lists_its_rollouts_with_progress(web: TestClient, dash: Da
     detail = web.get(f"/releases/{first}", headers=HTML).text
     assert dash.done in detail
     assert "7/7" in detail
+
+
+def test_secure_cookie_behind_a_tls_proxy(dash: Dash) -> None:
+    ctx = App.open(dash.root)
+    api = create_app(ctx)
+    api.state.secure_cookies = True  # rollwave serve --secure-cookies
+    with TestClient(api, base_url="http://testserver") as client:
+        page = client.get("/login")
+        assert "secure" in page.headers["set-cookie"].lower()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        response = client.post("/login", data={"username": "vera", "password": PASSWORD,
+                                               "csrf_token": token}, follow_redirects=False)
+        assert "secure" in response.headers["set-cookie"].lower()
+    ctx.close()

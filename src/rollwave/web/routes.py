@@ -29,7 +29,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from rollwave.api.auth import SESSION_COOKIE
+from rollwave.api.auth import SESSION_COOKIE, clear_session_cookie, set_session_cookie
 from rollwave.core.states import RolloutState
 from rollwave.errors import AuthError, NotFound
 from rollwave.services import access, fleet_views
@@ -107,8 +107,7 @@ def router(ctx: App) -> APIRouter:
             return _login_page(request, next, error=exc.message, status_code=401,
                                username=username)
         response = RedirectResponse(_safe_next(next), status_code=303)
-        response.set_cookie(SESSION_COOKIE, cookie, max_age=access.SESSION_HOURS * 3600,
-                            httponly=True, samesite="lax", secure=_https(request), path="/")
+        set_session_cookie(request, response, cookie)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
         return response
 
@@ -118,8 +117,7 @@ def router(ctx: App) -> APIRouter:
         if cookie:
             await run_in_threadpool(access.logout, ctx_of(request), cookie)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
-                               secure=_https(request))
+        clear_session_cookie(request, response)
         return response
 
     @api.get("/")
@@ -134,8 +132,9 @@ def router(ctx: App) -> APIRouter:
 
 
 def _https(request: Request) -> bool:
+    """Like the session cookie: Secure over https or behind ``serve --secure-cookies``."""
     return request.url.scheme == "https" or \
-        request.headers.get("x-forwarded-proto", "").lower() == "https"
+        bool(getattr(request.app.state, "secure_cookies", False))
 
 
 def _login_page(request: Request, next_url: str, *, error: str = "", status_code: int = 200,
