@@ -324,7 +324,7 @@ def _check_fleet(doc: YamlDocument, at: tuple[str | int, ...], fleet: FleetAnaly
                 for field, metric in metrics_of(spec).items()
                 if known.unknown(fleet.source, metric))
         problems.extend(_engine_check(doc, where, spec))
-    problems.extend(_engine_policy(doc, at, fleet))
+    problems.extend(_engine_policy(doc, at, fleet, checks_ok=not problems))
     return problems
 
 
@@ -345,13 +345,13 @@ def _engine_check(doc: YamlDocument, where: tuple[str | int, ...],
     return []
 
 
-def _engine_policy(doc: YamlDocument, at: tuple[str | int, ...],
-                   fleet: FleetAnalysis) -> list[Problem]:
+def _engine_policy(doc: YamlDocument, at: tuple[str | int, ...], fleet: FleetAnalysis, *,
+                   checks_ok: bool) -> list[Problem]:
     problems: list[Problem] = []
     try:
         fleet_policy(fleet)
     except PolicyError as exc:
-        if not exc.message.startswith("check '"):
+        if checks_ok:  # otherwise the checks' own problems say it, located
             problems.append(doc.problem(at, exc.message, hint=exc.hint))
     if fleet.step > fleet.interval:
         problems.append(doc.problem((*at, "step"), f"step ({format_duration(fleet.step)}) is "
