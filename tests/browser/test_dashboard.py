@@ -111,6 +111,7 @@ def test_live_progress_without_reload(browser: Any, tmp_path: Path) -> None:
         assert rest.inner_text() == "6/6"
         assert page.evaluate("window.__stayed") == 42
         assert page.locator("#timeline tr").count() > 10
+        page.wait_for_selector("[data-testid=live]", state="detached")  # the stream closed
         shot(page, "16-rollout-live-finished")
         page.close()
     assert _state(app, record.id) == RolloutState.SUCCEEDED
