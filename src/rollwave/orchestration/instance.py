@@ -81,12 +81,14 @@ def desired_state(rt: Runtime, changes: list[dict[str, Any]],
 def _transition(rt: Runtime, ctx: TargetContext, instance: str, old: TargetState,
                 new: TargetState, message: str, *, record: Callable[[Any], None] | None = None,
                 data: Mapping[str, Any] | None = None, **fields: Any) -> bool:
-    with rt.db.begin() as conn:
+    def work(conn: Any) -> bool:
         moved = repo.transition_target(conn, ctx.rollout_id, instance, old, new, message,
                                        data=data, **fields)
         if moved and record is not None:
             record(conn)
         return moved
+
+    return rt.db.write(work)
 
 
 def _verify(rt: Runtime, ctx: TargetContext, inst: FleetInstance, services: list[str],
@@ -212,11 +214,12 @@ def _deployed_and_done(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
     """No checks are configured: deployed and done in one transaction (both events kept)."""
     versions, config_versions = _side(target.changes, "to")
     why = "no checks are configured; a successful deploy is the only signal"
-    with rt.db.begin() as conn:
+
+    def work(conn: Any) -> bool:
         if not repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.DEPLOYING,
                                       TargetState.VERIFYING, deployed,
                                       kind="instance.deployed"):
-            return _reload(rt, ctx, inst.key)
+            return False
         log(conn)
         repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.VERIFYING,
                                TargetState.SUCCEEDED, f"{inst.key} verified: {why}",
@@ -224,6 +227,10 @@ def _deployed_and_done(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
         fleet_state.record_deployed(conn, inst.key, inst.customer, versions,
                                     dict(config_versions), health="healthy",
                                     release_id=ctx.release_id, rollout_id=ctx.rollout_id)
+        return True
+
+    if not rt.db.write(work):
+        return _reload(rt, ctx, inst.key)
     return TargetState.SUCCEEDED
 
 

@@ -9,10 +9,10 @@ deploy threads fast. The schema is created and upgraded by Alembic on first use.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from rollwave.errors import StorageError
 
+T = TypeVar("T")
 DB_FILE = "rollwave.db"
 DBOS_FILE = "dbos.db"
 
@@ -87,6 +88,15 @@ class Database:
                     yield conn
             except OperationalError as exc:
                 raise StorageError(f"database write failed: {_reason(exc)}") from None
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work(conn)`` in one write transaction and return its result.
+
+        (A group commit of concurrent callers was measured here and did not beat the
+        in-process write lock on SQLite: see docs/adr/0001.)
+        """
+        with self.begin() as conn:
+            return work(conn)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
