@@ -45,9 +45,12 @@ def create_app(ctx: App) -> FastAPI:
     async def _rollwave_error(request: Request, exc: RollwaveError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if type(exc) is AuthError else None
         if type(exc) is AuthError and _wants_html(request):
+            from urllib.parse import quote
+
             from fastapi.responses import RedirectResponse
 
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
         return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
     @api.get("/healthz", tags=["health"], summary="Liveness: the process answers")

@@ -169,6 +169,15 @@ _ALLOWED: dict[ControlAction, set[RolloutState]] = {
 }
 
 
+def allowed_actions(record: repo.RolloutRecord) -> set[ControlAction]:
+    """What a person may ask of this rollout now (rollback also works once it has ended)."""
+    allowed = {action for action, states in _ALLOWED.items() if record.state in states}
+    if record.kind == "deploy" and record.state in (RolloutState.SUCCEEDED,
+                                                    RolloutState.ABORTED, RolloutState.FAILED):
+        allowed.add(ControlAction.ROLLBACK)
+    return allowed
+
+
 def control(app: App, ref: str | None, action: ControlAction, *, reason: str = "",
             wave: int | None = None, enforce_separation: bool = False) -> repo.RolloutRecord:
     """Record ``action`` on a rollout for the orchestrator to carry out.

@@ -67,15 +67,10 @@ class ControlState:
 def controls_for(app: App, record: repo.RolloutRecord, user: Principal) -> list[ControlState]:
     """Every control with whether ``user`` may use it on ``record`` now."""
     out = []
-    terminal = record.state.terminal
+    allowed = rollouts.allowed_actions(record)
     for action in ControlAction:
-        allowed_states = rollouts._ALLOWED[action]
         why = ""
-        if action == ControlAction.ROLLBACK and terminal:
-            ok_state = record.kind == "deploy" and record.state in (
-                RolloutState.SUCCEEDED, RolloutState.ABORTED, RolloutState.FAILED)
-        else:
-            ok_state = record.state in allowed_states
+        ok_state = action in allowed
         if action == ControlAction.APPROVE and ok_state and \
                 record.state != RolloutState.WAITING:
             ok_state = False  # nothing waits for an approval right now
