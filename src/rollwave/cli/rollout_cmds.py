@@ -112,7 +112,8 @@ def start_worker_thread(app_: Any) -> tuple[Any, threading.Event, threading.Thre
     from rollwave.orchestration.runtime import Runtime, default_verifier
     from rollwave.orchestration.worker import Worker
 
-    rt = Runtime(app=app_, verifier=default_verifier(), resolve_secrets=_secret_resolver(app_))
+    rt = Runtime(app=app_, verifier=default_verifier(app_),
+                 resolve_secrets=_secret_resolver(app_))
     worker_ = Worker(rt)
     worker_.start()
     stop = threading.Event()
@@ -290,7 +291,8 @@ def worker(
     from rollwave.storage.events import last_seq, list_events
 
     app_ = state.open_app()
-    rt = Runtime(app=app_, verifier=default_verifier(), resolve_secrets=_secret_resolver(app_))
+    rt = Runtime(app=app_, verifier=default_verifier(app_),
+                 resolve_secrets=_secret_resolver(app_))
     worker_ = Worker(rt)
     worker_.start()
     stop = threading.Event()

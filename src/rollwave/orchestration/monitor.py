@@ -80,6 +80,7 @@ class RolloutMonitor:
     policy: VerificationPolicy
     source: SeriesSource
     targets: Callable[[], list[MetricTarget]]
+    step: float = 60.0  # the series grid (the fleet section's step)
     latest: Judgement | None = None
     prior: list[RolledBack] = field(default_factory=list)
     _requested: set[str] = field(default_factory=set)
@@ -138,6 +139,7 @@ class RolloutMonitor:
         return True
 
     def judge(self, rows: list[repo.TargetRecord], now: float) -> FleetVerdict:
+        """One analysis of the fleet at ``now`` (epoch seconds)."""
         fleet_targets = self.targets()
         by_key = {t.instance: t for t in rows}
         updated: dict[str, float] = {}
@@ -149,7 +151,7 @@ class RolloutMonitor:
                 excluded.add(row.instance)
         earliest = min(updated.values(), default=now)
         start = min(earliest, now) - self.policy.baseline - self.policy.interval
-        step = self.policy.interval
+        step = self.step
         start = now - step * max(1, int((now - start) // step) + 1)
         query = SeriesQuery(metrics=self._metrics(), start=start, end=now, step=step)
         series = self.source.fetch(fleet_targets, query)
@@ -281,8 +283,10 @@ class FleetWatch:
         if time.monotonic() - self._refreshed < every:
             return
         self._refreshed = time.monotonic()
-        if self._uses_scrape():
+        step = self._scrape_step()
+        if step is not None:
             # keep every instance's history, so instances have a baseline before they update
+            self.collector.step = step
             targets = self.targets()
             self.collector.track(targets)
             if targets:
@@ -292,14 +296,14 @@ class FleetWatch:
         for rollout in active:
             self.ensure(rollout.id)
 
-    def _uses_scrape(self) -> bool:
-        """True when some verification profile analyses the fleet from the embedded scrape."""
-        profiles = self.rt.workspace().project.verification.values()
-        for profile in profiles:
+    def _scrape_step(self) -> float | None:
+        """The finest step of the profiles that analyse the fleet from the embedded scrape."""
+        steps = []
+        for profile in self.rt.workspace().project.verification.values():
             fleet = getattr(profile, "fleet", None)
             if fleet is not None and (getattr(fleet, "source", None) or "scrape") == "scrape":
-                return True
-        return False
+                steps.append(min(float(fleet.step), float(fleet.interval)))
+        return min(steps) if steps else None
 
     def ensure(self, rollout_id: str) -> RolloutMonitor | None:
         """The running monitor of a rollout (started if needed); None without fleet analysis."""
@@ -317,12 +321,34 @@ class FleetWatch:
             policy = self.policy_factory(profile)
             if policy is None:
                 return None
-            source_name = getattr(getattr(profile, "fleet", None), "source", None) or "scrape"
-            source = self.sources.get(source_name, self.collector)
-            monitor = RolloutMonitor(self.rt, rollout_id, policy, source, self.targets)
+            fleet = getattr(profile, "fleet", None)
+            source_name = getattr(fleet, "source", None) or "scrape"
+            source = self._source(source_name)
+            step = float(getattr(fleet, "step", None) or policy.interval)
+            step = min(step, policy.interval)
+            monitor = RolloutMonitor(self.rt, rollout_id, policy, source, self.targets,
+                                     step=step)
             monitor.start()
             self.monitors[rollout_id] = monitor
             return monitor
+
+    def _source(self, name: str) -> SeriesSource:
+        """A named series source: the embedded collector, or one from metric_sources."""
+        if name in self.sources:
+            return self.sources[name]
+        from rollwave.orchestration.secrets import workspace_secret_resolver
+        from rollwave.verification.policy import build_series_sources
+
+        project = self.rt.workspace().project
+        resolve = workspace_secret_resolver(self.rt.app)
+
+        def secret(reference: str) -> str:
+            values, _ = resolve({"value": {"$secret": reference}})
+            return str(values["value"])
+
+        self.sources.update({k: v for k, v in build_series_sources(project, secret).items()
+                             if k not in self.sources})
+        return self.sources.get(name, self.collector)
 
     def stop(self) -> None:
         self.collector.stop()

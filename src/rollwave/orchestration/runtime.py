@@ -152,9 +152,29 @@ def get() -> Runtime:
     return _current
 
 
-def default_verifier() -> Verifier:
-    """Verification through rollwave.verification (health, smoke, metrics from /metrics)."""
+def default_verifier(app: App | None = None) -> Verifier:
+    """Verification through rollwave.verification: health, smoke, and metric checks read from
+    the instance's own /metrics or from the project's metric_sources (Prometheus, ...)."""
     from rollwave.verification import MetricSources, VerificationTarget, verify_instance
+
+    cache: dict[str, MetricSources] = {}
+
+    def sources() -> MetricSources:
+        if "built" not in cache:
+            if app is None:
+                cache["built"] = MetricSources.default()
+            else:
+                from rollwave.orchestration.secrets import workspace_secret_resolver
+                from rollwave.verification.policy import build_metric_sources
+
+                resolve = workspace_secret_resolver(app)
+
+                def secret(reference: str) -> str:
+                    values, _ = resolve({"value": {"$secret": reference}})
+                    return str(values["value"])
+
+                cache["built"] = build_metric_sources(app.workspace().project, secret)
+        return cache["built"]
 
     def verify(instance: FleetInstance, profile: Verification, endpoints: Mapping[str, str],
                should_stop: Callable[[], bool], progress: Callable[[str], None]) -> Verdict:
@@ -164,7 +184,7 @@ def default_verifier() -> Verifier:
                 "no checks are configured for this policy; a successful deploy is the only "
                 "signal")])
         target = VerificationTarget(instance=instance.key, endpoints=dict(endpoints))
-        return verify_instance(target, profile, sources=MetricSources.default(),
+        return verify_instance(target, profile, sources=sources(),
                                should_stop=should_stop, progress=progress)
 
     return verify

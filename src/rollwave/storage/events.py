@@ -9,6 +9,7 @@ Events never carry secrets: callers put hashes and names in ``data``, never conf
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,17 @@ def _check_no_secrets(data: Mapping[str, Any]) -> None:
             _check_no_secrets(value)
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null (PostgreSQL's JSON refuses them; SQLite would not)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def append_event(
     conn: Connection,
     kind: str,
@@ -63,7 +75,7 @@ def append_event(
     at: datetime | None = None,
 ) -> int:
     """Append one event in the caller's transaction and return its sequence number."""
-    payload = dict(data or {})
+    payload = _json_safe(dict(data or {}))
     _check_no_secrets(payload)
     result = conn.execute(_INSERT, {
         "at": at or datetime.now(UTC), "actor": actor, "kind": kind, "rollout_id": rollout_id,
