@@ -133,6 +133,14 @@ def test_flag_rollouts_over_the_api(client: TestClient, tokens: Tokens) -> None:
                       headers=tokens.reader).json()["state"] == "aborted"
 
 
+def _run(coroutine: Any) -> Any:
+    """asyncio.run on a fresh thread (another test may have left a loop on this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def _request(token: str) -> Any:
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [
         (b"authorization", f"Bearer {token}".encode())], "query_string": b""}
@@ -151,11 +159,11 @@ def test_read_tokens_are_cached_briefly_writes_always_checked(app: App, client: 
         principal = await dependency(request)
         return str(principal.username)
 
-    assert asyncio.run(check(reader)) == "sdk"
+    assert _run(check(reader)) == "sdk"
     access.revoke_token(app, issued.prefix)
-    assert asyncio.run(check(reader)) == "sdk"  # remembered for the TTL
+    assert _run(check(reader)) == "sdk"  # remembered for the TTL
     with pytest.raises(AuthError):
-        asyncio.run(check(zero))
+        _run(check(zero))
     write = client.put("/api/v1/flags/x", json=FLAG,
                        headers={"Authorization": f"Bearer {issued.secret}"})
     assert write.status_code == 401
