@@ -219,3 +219,18 @@ def test_audit_log_search_and_paging(api: Api) -> None:
     assert all(e["seq"] > seqs[0] for e in newer)
     assert api.get("vic", f"{V1}/events", params={"rollout": "nope"}).status_code == 404
     assert api.client.get(f"{V1}/events").status_code == 401
+
+
+def test_status_views_are_never_stale(api: Api) -> None:
+    rid = _start(api, _release(api)["id"])["id"]
+    first = api.get("vic", f"{V1}/rollouts/{rid}").json()
+    assert first["rollout"]["state"] == "pending"
+    assert [e["kind"] for e in first["events"]] == ["rollout.created"]
+    assert api.get("vic", f"{V1}/rollouts/{rid}").json() == first  # served from the cache
+    assert api.post("dora", f"{V1}/rollouts/{rid}/pause", {"reason": "wait"}).status_code == 202
+    second = api.get("vic", f"{V1}/rollouts/{rid[:5]}").json()
+    assert [e["kind"] for e in second["events"]] == ["rollout.created", "control.pause"]
+    with api.orchestrator():
+        wait_for(lambda: _state(api, rid) == "paused", what="pause")
+    assert api.get("vic", f"{V1}/rollouts/{rid}", params={"events": 1}).json()["events"][0][
+        "kind"] == "rollout.paused"

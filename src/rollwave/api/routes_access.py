@@ -23,7 +23,7 @@ from rollwave.api.auth import (
     require,
     set_session_cookie,
 )
-from rollwave.api.routes_rollouts import PREFIX, error_responses
+from rollwave.api.common import PREFIX, error_responses
 from rollwave.errors import Conflict, NotFound
 from rollwave.services import access
 from rollwave.services.access import PERMISSIONS, Principal, UserRecord

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollwave.api.auth import DOCUMENTED_SECURITY, current_principal, require
-from rollwave.api.routes_rollouts import PREFIX, error_responses, fresh_app
+from rollwave.api.common import PREFIX, error_responses, fresh_app
 from rollwave.errors import PermissionDenied
 from rollwave.services import notes
 from rollwave.services.access import Principal

@@ -9,127 +9,33 @@ separation of duties: whoever requested it cannot approve it.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from rollwave.api.auth import DOCUMENTED_SECURITY, acting_app, app_of, require
+from rollwave.api.common import PREFIX, error_responses, fresh_app
 from rollwave.core.states import ControlAction, RolloutState, TargetState
+from rollwave.errors import RolloutNotFound
 from rollwave.services import audit, plans, releases, rollouts
 from rollwave.services.access import Principal
 from rollwave.services.context import App
 from rollwave.storage import rollouts as repo
 from rollwave.storage.events import Event, list_events
 from rollwave.storage.releases import ReleaseRecord
-
-PREFIX = "/api/v1"
-
-# --- shared: errors, principals, a fresh workspace -----------------------------------------------
-
-
-class ProblemBody(BaseModel):
-    """One thing wrong with the input, located as precisely as possible."""
-
-    message: str
-    file: str | None = None
-    line: int | None = None
-    column: int | None = None
-    path: str | None = None
-    hint: str | None = None
-    code: str = "workspace.invalid"
-    severity: str = "error"
-
-
-class ErrorBody(BaseModel):
-    """Every error: a stable ``code`` to match on, a message, and what to do next."""
-
-    code: str = Field(description="Stable error code, e.g. `rollout.not_found`.")
-    message: str
-    hint: str | None = None
-    problems: list[ProblemBody] | None = Field(
-        default=None, description="Every problem at once (for `*.invalid` errors).")
-
-
-class FieldError(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class RequestInvalidBody(BaseModel):
-    """The request does not match the documented parameters or body."""
-
-    detail: list[FieldError]
-
-
-class UnreadableBody(BaseModel):
-    """The body is not JSON (or not UTF-8) at all."""
-
-    detail: str
-
-
-_ERROR_TEXT = {
-    400: "The request cannot be carried out as asked (see `message` and `hint`), or its body "
-         "cannot be parsed.",
-    401: "No valid credentials: send `Authorization: Bearer TOKEN` or log in.",
-    403: "Authenticated, but not allowed: the role lacks the permission, the CSRF token is "
-         "missing, or separation of duties forbids it.",
-    404: "Not found.",
-    409: "Conflicts with the current state.",
-    422: "Invalid input; every problem is listed.",
-    503: "The database is unavailable.",
-}
-
-
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can return (400, 401, 403, 422 and
-    503 always: every route is authenticated and validates its input)."""
-    special: dict[int, Any] = {400: ErrorBody | UnreadableBody, 422: ErrorBody | RequestInvalidBody}
-    out: dict[int | str, dict[str, Any]] = {}
-    for code in sorted({400, 401, 403, 422, 503, *codes}):
-        out[code] = {"model": special.get(code, ErrorBody), "description": _ERROR_TEXT[code]}
-    return out
-
+from rollwave.storage.tables import events as t_events
+from rollwave.storage.tables import rollout_targets as t_targets
+from rollwave.storage.tables import rollouts as t_rollouts
 
 Reader = Annotated[Principal, Depends(require("read"))]
 Deployer = Annotated[Principal, Depends(require("deploy"))]
 Approver = Annotated[Principal, Depends(require("approve"))]
-
-
-def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
-    from rollwave.workspace.loader import HASHED_DIRS, PROJECT_FILE
-
-    files = [root / PROJECT_FILE]
-    for sub in HASHED_DIRS:
-        base = root / sub
-        if base.is_dir():
-            files.extend(p for p in base.rglob("*") if not p.name.startswith("."))
-    out = []
-    for path in files:
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        out.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(sorted(out))
-
-
-def fresh_app(request: Request, principal: Principal) -> App:
-    """The caller's App over the workspace as it is on disk now (reloaded when files changed),
-    for actions that read the workspace: cutting releases, planning, starting rollouts."""
-    base = app_of(request)
-    seen = getattr(request.app.state, "workspace_fingerprint", None)
-    now = _fingerprint(base.root)
-    if seen != now or base._workspace is None:
-        base.workspace(reload=True)
-        request.app.state.workspace_fingerprint = now
-    return acting_app(request, principal)
 
 
 # --- models --------------------------------------------------------------------------------------
@@ -408,6 +314,104 @@ def touches_production(app: App, plan: Mapping[str, Any]) -> bool:
     return False
 
 
+# --- rollout status, cached per version ---------------------------------------------------------
+
+
+def _status_response(app: App, ref: str, events: int, wave: int | None,
+                     target_state: TargetState | None) -> Response:
+    version = _status_version(app, ref)
+    rollout_id = ref
+    if version is None:  # a prefix or `latest`: resolve it to the id first
+        rollout_id = rollouts.resolve(app, ref).id
+        version = _status_version(app, rollout_id)
+        if version is None:
+            raise RolloutNotFound(f"rollout '{rollout_id}' disappeared")
+    key = (rollout_id, events, wave, target_state, id(app._workspace))
+    cached = _STATUS_CACHE.get(key, version)
+    if cached is None:
+        cached = _status(app, rollout_id, events, wave, target_state)
+        _STATUS_CACHE.put(key, version, cached)
+    return Response(cached.body(), media_type="application/json")
+
+
+def _status(app: App, rollout_id: str, events: int, wave: int | None,
+            target_state: TargetState | None) -> _CachedStatus:
+    view = rollouts.status(app, rollout_id, event_limit=events)
+    shown = [t for t in view.targets
+             if (wave is None or t.wave == wave)
+             and (target_state is None or t.state == target_state)]
+    model = RolloutStatus.model_validate({
+        "rollout": rollout_body(view.rollout),
+        "production": touches_production(app, view.rollout.plan),
+        "counts": view.counts, "waves": _wave_bodies(view.rollout, view.targets),
+        "targets": [_target_body(t) for t in shown],
+        "events": [event_body(e) for e in view.events]})
+    return _CachedStatus(model, view.rollout)
+
+
+def _status_version(app: App, rollout_id: str) -> tuple[Any, ...] | None:
+    """What a status view depends on, in one cheap query; None when there is no such id.
+
+    The rollout row's ``updated_at`` moves with every rollout change, and every target change
+    appends an event (and bumps the target's ``updated_at``), so equal versions mean an equal
+    view — except ``duration_seconds`` of a running rollout, which is recomputed on each hit.
+    """
+    newest_event = sa.select(sa.func.max(t_events.c.seq)).where(
+        t_events.c.rollout_id == rollout_id).scalar_subquery()
+    newest_target = sa.select(sa.func.max(t_targets.c.updated_at), sa.func.count()).where(
+        t_targets.c.rollout_id == rollout_id)
+    with app.db().read() as conn:
+        row = conn.execute(sa.select(t_rollouts.c.updated_at, newest_event).where(
+            t_rollouts.c.id == rollout_id)).first()
+        if row is None:
+            return None
+        targets = conn.execute(newest_target).first()
+    return (*tuple(row), *(tuple(targets) if targets else ()))
+
+
+class _CachedStatus:
+    """A validated status view; its JSON once the rollout has ended (nothing moves then)."""
+
+    def __init__(self, model: RolloutStatus, record: repo.RolloutRecord) -> None:
+        self.model = model
+        self.record = record
+        self._json = model.model_dump_json().encode() if record.state.terminal else None
+
+    def body(self) -> bytes:
+        if self._json is not None:
+            return self._json
+        fresh = self.model.rollout.model_copy(update={"duration_seconds": self.record.duration})
+        return self.model.model_copy(update={"rollout": fresh}).model_dump_json().encode()
+
+
+class _StatusCache:
+    """The newest views of recently asked-for rollouts, per process (a small LRU)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], _CachedStatus]] = \
+            OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], version: tuple[Any, ...]) -> _CachedStatus | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or hit[0] != version:
+                return None
+            self._items.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: tuple[Any, ...], version: tuple[Any, ...], view: _CachedStatus) -> None:
+        with self._lock:
+            self._items[key] = (version, view)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+_STATUS_CACHE = _StatusCache()
+
+
 # --- routes --------------------------------------------------------------------------------------
 
 
@@ -494,17 +498,8 @@ def router(ctx: App) -> APIRouter:
                                                          "instances of this wave.")] = None,
                        target_state: Annotated[TargetState | None, Query(
                            description="Only instances in this state.")] = None,
-                       ) -> dict[str, Any]:
-        app = app_of(request)
-        view = rollouts.status(app, rollout_id, event_limit=events)
-        shown = [t for t in view.targets
-                 if (wave is None or t.wave == wave)
-                 and (target_state is None or t.state == target_state)]
-        return {"rollout": rollout_body(view.rollout),
-                "production": touches_production(app, view.rollout.plan),
-                "counts": view.counts, "waves": _wave_bodies(view.rollout, view.targets),
-                "targets": [_target_body(t) for t in shown],
-                "events": [event_body(e) for e in view.events]}
+                       ) -> Response:
+        return _status_response(app_of(request), rollout_id, events, wave, target_state)
 
     def control(request: Request, principal: Principal, rollout_id: str,
                 action: ControlAction, reason: str, wave: int | None = None) -> dict[str, Any]:
