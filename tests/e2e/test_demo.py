@@ -22,6 +22,26 @@ def _demo_processes(root: Path) -> list[str]:
     return [line for line in found if str(root) in line]
 
 
+@pytest.mark.parametrize("scenario", ["release", "infrastructure"])
+def test_demo_blames_the_release_or_the_infrastructure(tmp_path: Path, scenario: str) -> None:
+    buffer = io.StringIO()
+    root = tmp_path / "demo"
+    result = run_demo(Console(file=buffer, width=120), directory=root, scenario=scenario)
+    output = buffer.getvalue()
+    assert result.ok, output
+    final = result.rollouts["1.1"]
+    actions = {(v["action"], v["blame"]) for v in result.verdicts}
+    if scenario == "release":  # a staged global regression halts and rolls back the release
+        assert final.rollout.state == RolloutState.ROLLED_BACK
+        assert ("rollback-release", "release") in actions
+    else:  # an infrastructure incident pauses without rollback
+        assert ("pause", "infrastructure") in actions
+        assert not any(t.state == TargetState.ROLLED_BACK for t in final.targets)
+        assert final.rollout.state == RolloutState.SUCCEEDED
+    assert result.total_seconds < 120
+    assert not _demo_processes(root), "the demo left instances running"
+
+
 def test_demo_rolls_back_only_the_mishandled_customer(tmp_path: Path) -> None:
     buffer = io.StringIO()
     root = tmp_path / "demo"
@@ -32,7 +52,9 @@ def test_demo_rolls_back_only_the_mishandled_customer(tmp_path: Path) -> None:
     assert final.rollout.state == RolloutState.SUCCEEDED
     broken = next(t for t in final.targets if t.instance == f"{BROKEN_CUSTOMER}/prod")
     assert broken.state == TargetState.ROLLED_BACK
-    assert "error ratio" in broken.explanation  # the decision is explained with its numbers
+    assert "customer umbrella" in broken.explanation  # blamed on the customer, with numbers
+    assert ("rollback-instances", "customer") in {(v["action"], v["blame"])
+                                                  for v in result.verdicts}
     assert sum(t.state == TargetState.SUCCEEDED for t in final.targets) == 11
     assert result.total_seconds < 120
     assert "Demo finished" in output

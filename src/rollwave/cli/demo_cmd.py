@@ -20,6 +20,10 @@ def demo(
     directory: Annotated[Path | None, typer.Option(
         "--dir", help="Write the demo workspace here instead of a temporary directory.",
         show_default=False)] = None,
+    scenario: Annotated[str, typer.Option(
+        help="customer (1.1 breaks one customization: only it is rolled back), release (1.1 "
+        "breaks everyone: the release is rolled back), infrastructure (an incident hits every "
+        "instance: the rollout pauses, nothing is rolled back).")] = "customer",
     stop: Annotated[bool, typer.Option(
         "--stop", help="Stop the instances of a demo kept with --keep (with --dir DIR).")]
     = False,
@@ -40,5 +44,10 @@ def demo(
         return
     if directory is not None and directory.exists() and any(directory.iterdir()):
         raise typer.BadParameter(f"{directory} is not empty", param_hint="--dir")
-    result = run_demo(state.out, keep=keep, directory=directory)
+    from rollwave.demo.scenario import SCENARIOS
+
+    if scenario not in SCENARIOS:
+        raise typer.BadParameter(f"choose one of: {', '.join(SCENARIOS)}",
+                                 param_hint="--scenario")
+    result = run_demo(state.out, keep=keep, directory=directory, scenario=scenario)
     raise typer.Exit(0 if result.ok else 1)

@@ -17,6 +17,10 @@ from rollwave.yamlio import dump_yaml
 BROKEN_CUSTOMER = "umbrella"
 """The customer whose customization (``reports.legacy_export: true``) release 1.1 mishandles."""
 
+SCENARIOS = ("customer", "release", "infrastructure")
+"""customer: 1.1 breaks one customization; release: 1.1 breaks everyone; infrastructure: an
+incident hits every instance, old version or new, during the rollout."""
+
 
 @dataclass(frozen=True)
 class DemoCustomer:
@@ -71,14 +75,29 @@ ENTERPRISE_OVERLAY: dict[str, Any] = {
 
 
 def project(verify_seconds: float) -> dict[str, Any]:
-    """rollwave.yaml for the demo: local deployer, short verification, two policies."""
+    """rollwave.yaml for the demo: local deployer, fleet verification, two policies.
+
+    Verification is fleet-level (the engine compares each updated instance with itself before
+    and with its peers, and blames the release, a customer or the infrastructure); the demo's
+    times are seconds where production would use minutes, and its floors are coarse (5
+    percentage points of errors, double the p95) because a demo instance serves ~25 requests
+    a second.
+    """
     verify = {
-        "duration": f"{verify_seconds:g}s", "interval": "1s", "min_requests": 20,
+        "duration": "0s", "interval": "1s",
         "health": {"path": "/health"},
-        "metrics": [
-            {"name": "errors", "metric": "error_ratio", "fail_above": 0.05},
-            {"name": "latency", "metric": "p95_latency_ms", "fail_above": 150},
-        ],
+        "fleet": {
+            "source": "scrape", "step": "1s", "interval": "2s",
+            "bake": f"{verify_seconds:g}s", "baseline": "15s", "warmup": "0s",
+            "checks": [
+                {"name": "error-ratio", "kind": "ratio", "numerator": "errors",
+                 "denominator": "requests", "allowed_increase": 1.0, "min_change": 0.05},
+                {"name": "p95-latency", "kind": "gauge", "metric": "latency_p95",
+                 "load": "requests", "allowed_increase": 1.0, "min_baseline": 4},
+            ],
+            "blame": {"min_customers": 2, "min_clearing_peers": 1, "patience": "20s",
+                      "incident_min_instances": 2, "incident_fraction": 0.3},
+        },
     }
     quick = {"duration": "0s", "interval": "1s", "health": {"path": "/health"}}
     return {
@@ -124,8 +143,23 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def web_defaults(scenario: str, incident_file: Path) -> dict[str, Any]:
+    """The web service's fleet-wide config for a scenario (faults included)."""
+    values = dict(WEB_DEFAULTS["values"])
+    if scenario == "release":
+        values["faults"] = [{
+            "name": "1.1 breaks the report page for everyone",
+            "when": {"version": "1.1*"},
+            "error_rate": 0.4, "latency_ms": 200, "latency_jitter_ms": 40,
+        }]
+    elif scenario == "infrastructure":
+        values["faults"] = []
+    values["incident_file"] = str(incident_file)
+    return {**WEB_DEFAULTS, "values": values}
+
+
 def write_demo_workspace(root: Path, *, verify_seconds: float = 6.0,
-                         ports: list[int] | None = None) -> Path:
+                         ports: list[int] | None = None, scenario: str = "customer") -> Path:
     """Write the demo workspace into ``root`` and return it."""
     ports = ports or free_ports(len(CUSTOMERS))
     customers = []
@@ -136,8 +170,14 @@ def write_demo_workspace(root: Path, *, verify_seconds: float = 6.0,
                             config={"web": customer.config} if customer.config else {})
         customers.append(customer_document(seed))
     extra = {
-        "config/web/defaults.yaml": dump_yaml(WEB_DEFAULTS),
+        "config/web/defaults.yaml": dump_yaml(web_defaults(scenario,
+                                                           incident_path(root))),
         "config/web/overlays/enterprise.yaml": dump_yaml(ENTERPRISE_OVERLAY),
     }
     write_workspace(root, project(verify_seconds), customers, extra, force=True)
     return root
+
+
+def incident_path(root: Path) -> Path:
+    """The file the demo's instances watch for an infrastructure incident."""
+    return (root / ".rollwave" / "incident.json").resolve()

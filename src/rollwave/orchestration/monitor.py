@@ -192,6 +192,8 @@ class RolloutMonitor:
             self._request(ControlAction.ROLLBACK, verdict)
         elif verdict.action is Action.PAUSE:
             self._request(ControlAction.PAUSE, verdict)
+        if verdict.action is not Action.PAUSE:
+            self._requested.discard(ControlAction.PAUSE.value)  # a later incident pauses again
         self._record(verdict, now)
 
     def _roll_back(self, verdict: FleetVerdict, rows: list[repo.TargetRecord]) -> set[str]:
@@ -233,8 +235,8 @@ class RolloutMonitor:
     def _record(self, verdict: FleetVerdict, now: float) -> None:
         signature = (verdict.action, verdict.blame, verdict.rollback, verdict.hold_waves,
                      verdict.settled)
-        if signature == self._last_signature and not verdict.decisive:
-            return
+        if signature == self._last_signature:
+            return  # the same decision again: the previous event still says it
         self._last_signature = signature
         with self.rt.db.begin() as conn:
             append_event(

@@ -93,6 +93,9 @@ class Worker:
 
         release_watch(self.rt)
         if self._launched:
+            # Workflows still waiting in this process resume in the next worker; their threads
+            # may log DBOS errors while it shuts down, which would only alarm the reader.
+            logging.getLogger("dbos").setLevel(logging.CRITICAL)
             DBOS.destroy(destroy_registry=False)
             self._launched = False
         with self.rt.db.begin() as conn:
