@@ -297,8 +297,8 @@ def _summary(console: Console, result: DemoResult, keep: bool) -> None:
     if keep:
         console.print(f"The fleet is still running. Explore it:\n  cd {result.workspace}\n"
                       "  rollwave status latest; rollwave verify explain latest; rollwave "
-                      f"history; rollwave events --search {BROKEN_CUSTOMER}\nStop it with `rollwave demo --stop --dir "
-                      f"{result.workspace}`.")
+                      f"history; rollwave events --search {BROKEN_CUSTOMER}\n"
+                      f"Stop it with `rollwave demo --stop --dir {result.workspace}`.")
 
 
 def stop_demo(root: Path) -> int:
