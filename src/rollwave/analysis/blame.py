@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rollwave.analysis.results import Outcome, Verdict
+from rollwave.core.durations import format_duration
 from rollwave.analysis.series import PolicyError
 
 
@@ -336,7 +337,7 @@ def _customer(
         customer, what, peers = overdue[0]
         text = (
             f"{what} regressed on customer {customer}; only {peers} updated peers of other "
-            f"customers could clear the release within {policy.patience / 60:g} min of its "
+            f"customers could clear the release within {format_duration(policy.patience)} of its "
             "update: blaming the release -> halt and roll back the release"
         )
         return FleetVerdict(
