@@ -73,3 +73,42 @@ def test_a_cli_change_in_another_process_reaches_the_sdk_live(ctx: App) -> None:
         eventually(lambda: not client.boolean("new-checkout", {"customer": "acme"}), 10,
                    "the kill switch")
         api.clear_providers()
+
+
+def test_rollwave_serve_with_two_http_workers_and_its_orchestrator(tmp_path: Path) -> None:
+    """`rollwave serve --workers 2`: whichever HTTP worker holds the SDK's stream hears a write
+    made elsewhere, and serve's own orchestrator carries out a flag rollout."""
+    from tests.flags.helpers import free_port
+
+    root = make_workspace(tmp_path / "ws", flags={"new-checkout": FLAG_YAML})
+    database = f"sqlite:///{tmp_path / 'rw.db'}"
+    app = App(root=root, database_url=database, actor="ci")
+    sync_flags(store_for(app), root, actor="ci")
+    access.create_user(app, "sdk", ["viewer"])
+    token = access.create_token(app, "sdk", "app").secret
+    port = free_port()
+    log = (tmp_path / "serve.log").open("ab")
+    server = subprocess.Popen([sys.executable, "-m", "rollwave", "-w", str(root), "serve",
+                               "--database", database, "--port", str(port), "--workers", "2",
+                               "--no-access-log", "--log-level", "warning"],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with RollwaveClient(f"http://127.0.0.1:{port}", environment="production",
+                            token=token, backoff_max=0.5) as client:
+            assert client.wait_until_ready(90)
+            _cli(app, "set", "new-checkout", "-e", "production", "-t", "customer=globex")
+            eventually(lambda: client.boolean("new-checkout", GLOBEX), 15, "the change")
+            _cli(app, "rollout", "start", "new-checkout", "--steps", "30,100", "-e",
+                 "production")
+            eventually(lambda: client.boolean("new-checkout", {"targetingKey": "anyone",
+                                                               "customer": "initech"}), 60,
+                       "serve's orchestrator to finish the rollout")
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        store_for(app).close()
+        app.close()
