@@ -126,6 +126,7 @@ rollout_targets = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 Index("ix_targets_state", rollout_targets.c.rollout_id, rollout_targets.c.state)
+Index("ix_targets_instance", rollout_targets.c.instance)
 
 instance_state = Table(
     "instance_state", metadata,
@@ -156,6 +157,7 @@ events = Table(
 )
 Index("ix_events_rollout", events.c.rollout_id, events.c.seq)
 Index("ix_events_kind", events.c.kind)
+Index("ix_events_instance", events.c.instance, events.c.seq)
 
 controls = Table(
     "controls", metadata,
