@@ -34,8 +34,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rollwave.analysis.results import Outcome, Verdict
-from rollwave.core.durations import format_duration
 from rollwave.analysis.series import PolicyError
+from rollwave.core.durations import format_duration
 
 
 class Blame(enum.StrEnum):

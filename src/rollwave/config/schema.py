@@ -82,6 +82,8 @@ def check_schema(schema: Any) -> str | None:
     """None when ``schema`` is a valid JSON Schema (of the draft it names), else why not."""
     if not isinstance(schema, dict | bool):
         return "a JSON Schema is a mapping (or true/false)"
+    if isinstance(schema, bool):
+        return None  # true / false are valid schemas of every draft
     cls = validators.validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)

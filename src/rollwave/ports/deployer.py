@@ -81,7 +81,7 @@ class Deployer(Protocol):
         ...
 
     def endpoint(self, instance: FleetInstance, service: str) -> str | None:
-        """Base URL (``http://host:port``) for health, smoke and metrics, if the instance has one."""
+        """Base URL (``http://host:port``) for health, smoke and metrics, if it has one."""
         ...
 
     def stop(self, instance: FleetInstance) -> None:
