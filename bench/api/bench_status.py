@@ -84,6 +84,22 @@ def _wrk(url: str, token: str, threads: int, connections: int, duration: int) ->
             "socket_errors": socket_errors.group(1) if socket_errors else None, "raw": out}
 
 
+def _cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every process in the serve process group (uvicorn workers too)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: the process group
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -104,11 +120,16 @@ def measure(root: Path, rollout_id: str, token: str, workers: int, args: argpars
         runs = []
         for _ in range(args.runs):
             before = _load()
+            cpu = _cpu_seconds(proc.pid)
             result = _wrk(url, token, args.threads, args.connections, args.duration)
+            requests = result["rps"] * args.duration
+            result["server_cpu_ms_per_request"] = (_cpu_seconds(proc.pid) - cpu) * 1000 / max(
+                requests, 1)
             result["load_before"] = before
             runs.append(result)
             print(f"  {label} workers={workers}: {result['rps']:.0f} req/s, "
-                  f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms "
+                  f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, server CPU "
+                  f"{result['server_cpu_ms_per_request']:.2f} ms/request "
                   f"(load {before})", flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -117,6 +138,7 @@ def measure(root: Path, rollout_id: str, token: str, workers: int, args: argpars
     return {"label": label, "workers": workers, "bytes": size, "targets": targets,
             "rps": med(r["rps"] for r in runs), "p50_ms": med(r["p50_ms"] for r in runs),
             "p99_ms": med(r["p99_ms"] for r in runs),
+            "cpu_ms": med(r["server_cpu_ms_per_request"] for r in runs),
             "non_2xx": sum(r["non_2xx"] for r in runs), "runs": runs}
 
 
@@ -126,7 +148,7 @@ def _running_rollout(root: Path, instances: int) -> tuple[str, str]:
     from rollwave.services.context import App
 
     text = (root / "rollwave.yaml").read_text()
-    (root / "rollwave.yaml").write_text(text.replace("kind: memory", "kind: memory\n    delay: 2"))
+    (root / "rollwave.yaml").write_text(text.replace("kind: memory", "kind: memory\n    delay: 30"))
     app = App.open(root, actor="bench")
     release = releases.create_release(app, {"web": "2.1", "api": "1.5"})
     record = rollouts.start(app, release.id)
@@ -168,12 +190,12 @@ def main() -> None:
             {k: v for k, v in run.items() if k != "raw"} for run in r["runs"]]}
         for r in results]}, indent=2))
     print("\n| rollout | uvicorn workers | response | req/s (median) | p50 ms | p99 ms | "
-          "non-2xx |")
-    print("|---|---|---|---|---|---|---|")
+          "server CPU ms/request | non-2xx |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['label']} ({r['targets']} instances) | {r['workers']} | "
               f"{r['bytes'] / 1024:.0f} KiB | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
-              f"{r['p99_ms']:.1f} | {r['non_2xx']} |")
+              f"{r['p99_ms']:.1f} | {r['cpu_ms']:.2f} | {r['non_2xx']} |")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def build(root: Path, instances: int) -> tuple[str, str]:
         "services": {"web": {"deployer": "mem"}, "api": {"deployer": "mem"}},
         "deployers": {"mem": {"kind": "memory"}},
         "verification": {"default": {"health": None}},
-        "policies": {"standard": {"waves": [
+        "policies": {"standard": {"drift": "repair", "waves": [
             {"name": "internal", "select": {"match": "internal"}, "bake": "0s"},
             {"name": "canary", "select": {"percent": 10}, "parallelism": 10, "bake": "0s"},
             {"name": "rest", "select": "rest", "parallelism": 50},

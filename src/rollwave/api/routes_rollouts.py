@@ -30,7 +30,6 @@ from rollwave.storage import rollouts as repo
 from rollwave.storage.events import Event, list_events
 from rollwave.storage.releases import ReleaseRecord
 from rollwave.storage.tables import events as t_events
-from rollwave.storage.tables import rollout_targets as t_targets
 from rollwave.storage.tables import rollouts as t_rollouts
 
 Reader = Annotated[Principal, Depends(require("read"))]
@@ -352,36 +351,37 @@ def _status(app: App, rollout_id: str, events: int, wave: int | None,
 def _status_version(app: App, rollout_id: str) -> tuple[Any, ...] | None:
     """What a status view depends on, in one cheap query; None when there is no such id.
 
-    The rollout row's ``updated_at`` moves with every rollout change, and every target change
-    appends an event (and bumps the target's ``updated_at``), so equal versions mean an equal
-    view — except ``duration_seconds`` of a running rollout, which is recomputed on each hit.
+    The rollout row's ``updated_at`` moves with every change of the rollout, and every change
+    of one of its targets appends an event naming the rollout (the rule that every state change
+    appends an event), so an equal (updated_at, newest event) means an equal view — except
+    ``duration_seconds`` of a running rollout, which is recomputed on each hit.
     """
     newest_event = sa.select(sa.func.max(t_events.c.seq)).where(
         t_events.c.rollout_id == rollout_id).scalar_subquery()
-    newest_target = sa.select(sa.func.max(t_targets.c.updated_at), sa.func.count()).where(
-        t_targets.c.rollout_id == rollout_id)
     with app.db().read() as conn:
         row = conn.execute(sa.select(t_rollouts.c.updated_at, newest_event).where(
             t_rollouts.c.id == rollout_id)).first()
-        if row is None:
-            return None
-        targets = conn.execute(newest_target).first()
-    return (*tuple(row), *(tuple(targets) if targets else ()))
+    return None if row is None else tuple(row)
 
 
 class _CachedStatus:
-    """A validated status view; its JSON once the rollout has ended (nothing moves then)."""
+    """A status view as JSON; only a running rollout's own (small) part is rendered per hit,
+    because its ``duration_seconds`` moves with the clock."""
 
     def __init__(self, model: RolloutStatus, record: repo.RolloutRecord) -> None:
-        self.model = model
+        self.rollout = model.rollout
         self.record = record
-        self._json = model.model_dump_json().encode() if record.state.terminal else None
+        self._rest = model.model_dump_json(exclude={"rollout"}).encode()  # {"production":…}
+        self._json = self._render(self.rollout) if record.state.terminal else None
+
+    def _render(self, rollout: Rollout) -> bytes:
+        return b'{"rollout":' + rollout.model_dump_json().encode() + b"," + self._rest[1:]
 
     def body(self) -> bytes:
         if self._json is not None:
             return self._json
-        fresh = self.model.rollout.model_copy(update={"duration_seconds": self.record.duration})
-        return self.model.model_copy(update={"rollout": fresh}).model_dump_json().encode()
+        return self._render(self.rollout.model_copy(
+            update={"duration_seconds": self.record.duration}))
 
 
 class _StatusCache:
