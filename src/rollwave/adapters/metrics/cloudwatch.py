@@ -233,8 +233,11 @@ class CloudWatchSource:
         except SecretError as exc:
             raise q.QueryError(exc.message) from None
         try:
-            session = boto3.session.Session(profile_name=opts.profile, region_name=opts.region,
-                                            **{k: v for k, v in keys.items() if v is not None})
+            session = boto3.session.Session(
+                aws_access_key_id=keys["aws_access_key_id"],
+                aws_secret_access_key=keys["aws_secret_access_key"],
+                aws_session_token=keys["aws_session_token"],
+                profile_name=opts.profile, region_name=opts.region)
             return session.client(
                 "cloudwatch", endpoint_url=opts.endpoint_url,
                 config=Config(connect_timeout=opts.timeout, read_timeout=opts.timeout,
