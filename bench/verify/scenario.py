@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import os
+import subprocess
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,34 @@ import yaml
 from rollwave.analysis import Series
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_PREFIX = "../shared/data"
+
+
+def shared_data_dir() -> Path:
+    """Where ``../shared/data`` is for this checkout.
+
+    Next to the repository normally; ``ROLLWAVE_SHARED_DATA`` overrides it; and a clean clone
+    made elsewhere (as ``.ci/run`` is meant to be tried: ``git clone . /tmp/x``) finds it next
+    to the repository it was cloned from, when that is a local path.
+    """
+    override = os.environ.get("ROLLWAVE_SHARED_DATA")
+    if override:
+        return Path(override)
+    here = (REPO_ROOT / SHARED_PREFIX).resolve()
+    if here.is_dir():
+        return here
+    try:
+        origin = subprocess.run(["git", "-C", str(REPO_ROOT), "config", "--get",
+                                 "remote.origin.url"], capture_output=True, text=True,
+                                timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    origin = origin.removeprefix("file://")
+    if origin.startswith("/"):
+        cloned_from = (Path(origin) / SHARED_PREFIX).resolve()
+        if cloned_from.is_dir():
+            return cloned_from
+    return here
 
 VERDICTS = {"healthy", "regression", "incident", "no-data"}
 BLAMES = {"none", "release", "customer", "infrastructure", "unknown"}
@@ -132,7 +162,10 @@ def _read_csv(path: str) -> dict[str, np.ndarray]:
 
 def resolve(path: str, where: str) -> Path:
     p = Path(path)
-    full = p if p.is_absolute() else (REPO_ROOT / p).resolve()
+    if path.startswith(SHARED_PREFIX + "/"):
+        full = shared_data_dir() / path.removeprefix(SHARED_PREFIX + "/")
+    else:
+        full = p if p.is_absolute() else (REPO_ROOT / p).resolve()
     if not full.is_file():
         raise ScenarioError(
             f"{where}: data file {path} not found (paths are relative to the "

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from bench.verify.deciders import Decision, Ours
 from bench.verify.run import score, simulate
-from bench.verify.scenario import REPO_ROOT, Scenario, ScenarioError, load
+from bench.verify.scenario import REPO_ROOT, Scenario, ScenarioError, load, shared_data_dir
 
 SCENARIOS = REPO_ROOT / "bench" / "verify" / "scenarios"
-DATA = REPO_ROOT / ".." / "shared" / "data"
+DATA = shared_data_dir()
 
 CI_SUBSET = [
     "dev/healthy-noisy-01",  # good release, synthetic noise

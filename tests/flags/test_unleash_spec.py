@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.verify.scenario import shared_data_dir
 
 from rollwave.flags.engine import compile_snapshot
 from rollwave.flags.unleash import import_unleash, unleash_context, variant_result
 
-SPEC = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / \
-    "unleash-client-specification" / "specifications"
+SPEC = shared_data_dir() / "unleash-client-specification" / "specifications"
 
 # Cases we knowingly cannot reproduce, with the reason (matched on "file::description").
 KNOWN_GAPS: dict[str, str] = {}
