@@ -85,8 +85,8 @@ class Orchestrator:
     """An in-process worker on a background thread, for tests that act while it runs."""
 
     def __init__(self, app: App, verifier: ScriptedVerifier, **runtime: Any) -> None:
-        self.rt = Runtime(app=app, verifier=verifier, control_poll=0.05, max_wait=0.2,
-                          **runtime)
+        self.rt = Runtime(app=app, verifier=verifier,
+                          **{"control_poll": 0.05, "max_wait": 0.2, **runtime})
         self.worker = Worker(self.rt, tick=0.05)
         deployer = self.rt.deployer("local")
         verifier.current = lambda inst: dict(deployer.actual(inst, list(inst.services)).versions)

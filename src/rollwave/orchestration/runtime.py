@@ -68,6 +68,16 @@ class DeployerCache:
             return self._built[name]
 
 
+class WorkerStopped(BaseException):
+    """Raised inside a rollout workflow when its worker shuts down.
+
+    A ``BaseException`` on purpose: DBOS records an ``Exception`` raised by a workflow or a step
+    as its final outcome, but leaves a ``BaseException`` unrecorded. The workflow therefore
+    stays pending and the next worker resumes it exactly where it was, while this process can
+    exit now instead of waiting in a durable sleep (a paused rollout waits up to an hour).
+    """
+
+
 @dataclass
 class Runtime:
     """Everything a rollout step needs, shared by the worker's threads."""
@@ -91,6 +101,10 @@ class Runtime:
     _deployers: DeployerCache = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _control_cache: dict[str, tuple[float, set[str]]] = field(default_factory=dict, repr=False)
+    stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    """Set when the worker shuts down: workflows leave at their next wait (WorkerStopped)."""
+    active_workflows: set[str] = field(default_factory=set, repr=False)
+    """Rollouts whose workflow runs in this process now."""
 
     def __post_init__(self) -> None:
         self._deployers = DeployerCache(self.app)
@@ -132,6 +146,11 @@ class Runtime:
             actions = {c.action.value for c in repo.pending_controls(conn, rollout_id)}
         self._control_cache[rollout_id] = (now, actions)
         return actions
+
+    def halt_if_stopping(self) -> None:
+        """Leave the workflow (unrecorded, to be resumed elsewhere) if the worker is stopping."""
+        if self.stopping.is_set():
+            raise WorkerStopped
 
     def forget_controls(self, rollout_id: str) -> None:
         self._control_cache.pop(rollout_id, None)

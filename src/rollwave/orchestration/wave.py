@@ -99,7 +99,7 @@ def run_wave(rt: Runtime, rollout_id: str, wave_index: int) -> WaveResult:
     with ThreadPoolExecutor(max_workers=parallelism,
                             thread_name_prefix=f"rollwave-{rollout_id}") as pool:
         for target in order:
-            if rt.pending_actions(rollout_id) & INTERRUPTING:
+            if rt.stopping.is_set() or rt.pending_actions(rollout_id) & INTERRUPTING:
                 interrupted = True
                 break
             with lock:
@@ -119,6 +119,9 @@ def run_wave(rt: Runtime, rollout_id: str, wave_index: int) -> WaveResult:
             future = pool.submit(_safe_drive, rt, ctx, target)
             future.add_done_callback(done)
             futures.append(future)
+    # The instances in flight have finished; a stopping worker leaves the wave unrecorded, so
+    # the next worker continues it from the targets' recorded states.
+    rt.halt_if_stopping()
     return _summarize(rt, rollout_id, wave_index, budget, interrupted, next_window)
 
 

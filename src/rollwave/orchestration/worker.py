@@ -36,6 +36,7 @@ from rollwave.storage.tables import controls, workers
 log = logging.getLogger("rollwave.worker")
 DEAD_AFTER = 5.0  # seconds without a heartbeat before a worker's rollouts are taken over
 RECOVERY_EVERY = 2.0
+STOP_GRACE = 30.0  # seconds a stopping worker waits for its workflows to leave
 RECOVERY_LOCK = 7_466_202_612
 APP_VERSION = f"rollwave-{rollwave.__version__}"
 
@@ -82,6 +83,7 @@ class Worker:
         db = self.rt.db
         if db.is_sqlite:
             self._lock_file = _take_lock(self.rt.app.state_dir / "worker.lock")
+        self.rt.stopping.clear()
         runtime.install(self.rt)
         DBOS(config=dbos_config(db.dbos_url, None if db.is_sqlite else self.id))
         DBOS.launch()
@@ -93,7 +95,8 @@ class Worker:
 
         release_watch(self.rt)
         if self._launched:
-            # Workflows still waiting in this process resume in the next worker; their threads
+            self._leave_workflows()
+            # Workflows still running in this process resume in the next worker; their threads
             # may log DBOS errors while it shuts down, which would only alarm the reader.
             logging.getLogger("dbos").setLevel(logging.CRITICAL)
             DBOS.destroy(destroy_registry=False)
@@ -104,6 +107,24 @@ class Worker:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
+
+    def _leave_workflows(self) -> None:
+        """Make this process's workflows leave at their next wait, unrecorded, and wait for them.
+
+        A waiting workflow (paused, baking, at a gate) is woken so it notices at once; one in
+        the middle of a wave launches no more instances and leaves when those in flight finish.
+        Without this, a workflow's thread would keep the process alive until its durable
+        sleep ends (up to an hour for a paused rollout).
+        """
+        self.rt.stopping.set()
+        for rollout_id in sorted(self.rt.active_workflows):
+            self._wake(rollout_id)
+        deadline = time.monotonic() + STOP_GRACE
+        while self.rt.active_workflows and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.rt.active_workflows:
+            log.warning("still finishing the instances in flight of %s",
+                        ", ".join(sorted(self.rt.active_workflows)))
 
     def run(self, stop: threading.Event, until: Callable[[], bool] | None = None) -> None:
         """Tick until ``stop`` is set or ``until()`` is true."""

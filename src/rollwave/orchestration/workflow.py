@@ -243,21 +243,25 @@ def step_fail(rollout_id: str, error: str) -> None:
 
 def _wait(rollout_id: str, seconds: float, interrupt_on: set[str]) -> str | None:
     """Durably wait ``seconds``; return early with the first control action in ``interrupt_on``."""
+    rt = runtime.get()
     deadline = step_now() + seconds
     while True:
+        rt.halt_if_stopping()
         for action in step_controls(rollout_id):
             if action in interrupt_on:
                 return action
         now = step_now()
         if now >= deadline:
             return None
-        DBOS.recv(CONTROL_TOPIC, timeout_seconds=min(deadline - now, runtime.get().max_wait))
+        DBOS.recv(CONTROL_TOPIC, timeout_seconds=min(deadline - now, rt.max_wait))
 
 
 def _paused(rollout_id: str, why: str) -> str:
     """Stay paused until a person resumes, aborts or rolls back; return that action."""
+    rt = runtime.get()
     step_set_state(rollout_id, RolloutState.PAUSED.value, f"rollout paused: {why}", why)
     while True:
+        rt.halt_if_stopping()
         for action in step_controls(rollout_id):
             if action in ("resume", "abort", "rollback"):
                 if action == "resume":
@@ -285,11 +289,15 @@ def _end(rollout_id: str, action: str, detail: str = "") -> str:
 @DBOS.workflow(name=WORKFLOW_NAME)
 def rollout_workflow(rollout_id: str) -> str:
     """Carry a rollout to its end; see the module docstring."""
+    rt = runtime.get()
+    rt.active_workflows.add(rollout_id)
     try:
         return _run(rollout_id)
     except Exception as exc:  # an internal error must leave the rollout visibly failed
         step_fail(rollout_id, f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        rt.active_workflows.discard(rollout_id)
 
 
 def _run(rollout_id: str) -> str:
