@@ -294,11 +294,15 @@ def rollouts_with_pending_controls(conn: Connection) -> list[str]:
 # --- deploy logs -----------------------------------------------------------------------------
 
 
+_DEPLOY_LOG_INSERT = deploy_logs.insert()
+
+
 def add_deploy_log(conn: Connection, rollout_id: str, instance: str, attempt: int, purpose: str,
                    ok: bool, text: str) -> None:
-    conn.execute(deploy_logs.insert().values(
-        rollout_id=rollout_id, instance=instance, attempt=attempt, purpose=purpose,
-        at=datetime.now(UTC), ok=ok, text=text[-20000:]))
+    # values as execute parameters: one statement compiled once, not a new cache key per log
+    conn.execute(_DEPLOY_LOG_INSERT, {
+        "rollout_id": rollout_id, "instance": instance, "attempt": attempt, "purpose": purpose,
+        "at": datetime.now(UTC), "ok": ok, "text": text[-20000:]})
 
 
 def deploy_log_entries(conn: Connection, rollout_id: str,
