@@ -145,3 +145,16 @@ def test_theil_sen_slope() -> None:
     assert slope == pytest.approx(2.0)
     assert lo <= 2.0 <= hi
     assert math.isnan(st.theil_sen(np.array([1.0, np.nan]), np.array([0.0, 1.0]))[0])
+
+
+def test_dispersion_of_a_handful_of_events_is_taken_as_poisson() -> None:
+    # a quiet instance before a release: 3 errors, all in one of 40 steps of 10 requests.
+    # Pearson's statistic says ~3 here; with so few events that is chance, and dividing by it
+    # (9.1 in the demo's case) hid a 40-fold error regression on that instance.
+    events = np.zeros(40)
+    events[7] = 3.0
+    exposure = np.full(40, 10.0)
+    assert st.dispersion(events, exposure) == 1.0
+    many = np.zeros(40)
+    many[[2, 7, 11]] = 10.0  # 30 events in three bursts: a real burst pattern still counts
+    assert st.dispersion(many, exposure) > 3.0

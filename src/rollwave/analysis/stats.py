@@ -222,6 +222,9 @@ def rate_ratio_pvalues(
     return min(max(p_greater, 0.0), 1.0), min(max(p_less, 0.0), 1.0)
 
 
+MIN_DISPERSION_EVENTS = 20.0
+
+
 def dispersion(events: FloatArray, exposure: FloatArray, cap: float = 10.0) -> float:
     """Pearson overdispersion of per-step event counts against a constant rate (>= 1).
 
@@ -230,7 +233,10 @@ def dispersion(events: FloatArray, exposure: FloatArray, cap: float = 10.0) -> f
     """
     ok = np.isfinite(events) & np.isfinite(exposure) & (exposure > 0)
     e, x = events[ok], exposure[ok]
-    if e.size < 5 or float(x.sum()) <= 0:
+    # With a handful of events, Pearson's statistic measures chance, not bursts: three errors
+    # in three different steps of a quiet instance read as "dispersion 9" and would hide a
+    # 40-fold regression. Below MIN_DISPERSION_EVENTS the counts are taken as Poisson.
+    if e.size < 5 or float(x.sum()) <= 0 or float(e.sum()) < MIN_DISPERSION_EVENTS:
         return 1.0
     rate = float(e.sum()) / float(x.sum())
     expected = x * rate
