@@ -24,6 +24,16 @@ def _state(app: App, rollout_id: str) -> RolloutState:
     return rollouts.status(app, rollout_id).rollout.state
 
 
+def _stacks() -> str:
+    """Where the workflow threads are (for a failure message)."""
+    import sys
+    import traceback
+
+    frames = sys._current_frames()
+    return "\n".join(f"{t.name}:\n{''.join(traceback.format_stack(frames[t.ident]))}"
+                     for t in _workflow_threads() if t.ident in frames)
+
+
 def _workflow_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("dbos-executor")]
 
@@ -42,10 +52,10 @@ def test_paused_workflow_leaves_when_the_worker_stops_and_resumes_in_the_next(
         assert first.rt.active_workflows == {rollout.id}
         started = time.monotonic()
     stopped_in = time.monotonic() - started
-    assert stopped_in < 10, f"closing the worker took {stopped_in:.1f}s"
+    assert stopped_in < 10, f"closing the worker took {stopped_in:.1f}s; {_stacks()}"
     assert first.rt.active_workflows == set()
     wait_for(lambda: not any(t.is_alive() for t in _workflow_threads()), timeout=10,
-             what="the workflow thread to end", describe=_workflow_threads)
+             what="the workflow thread to end", describe=_stacks)
     # nothing was recorded as an outcome: the rollout is still paused, not failed
     assert _state(app, rollout.id) == RolloutState.PAUSED
 

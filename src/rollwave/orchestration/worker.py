@@ -9,6 +9,7 @@ SIGKILL: the replay returns recorded step results and re-runs the step that was 
 from __future__ import annotations
 
 import fcntl
+import importlib
 import logging
 import os
 import secrets
@@ -36,6 +37,12 @@ from rollwave.storage.tables import controls, workers
 log = logging.getLogger("rollwave.worker")
 DEAD_AFTER = 5.0  # seconds without a heartbeat before a worker's rollouts are taken over
 RECOVERY_EVERY = 2.0
+# Imported before any thread starts: a package whose __init__ imports one of its submodules
+# (rollwave.adapters.metrics registers scrape_collector) deadlocks when one thread imports the
+# package while another imports the submodule; Python then raises _DeadlockError in one of
+# them (seen as a rollout failed at its first step, under load).
+PRELOAD = ("rollwave.adapters.metrics", "rollwave.verification.policy",
+           "rollwave.orchestration.monitor")
 STOP_GRACE = 30.0  # seconds a stopping worker waits for its workflows to leave
 RECOVERY_LOCK = 7_466_202_612
 APP_VERSION = f"rollwave-{rollwave.__version__}"
@@ -84,6 +91,8 @@ class Worker:
         if db.is_sqlite:
             self._lock_file = _take_lock(self.rt.app.state_dir / "worker.lock")
         self.rt.stopping.clear()
+        for module in PRELOAD:  # on this thread, before the workflow and tick threads start
+            importlib.import_module(module)
         runtime.install(self.rt)
         DBOS(config=dbos_config(db.dbos_url, None if db.is_sqlite else self.id))
         DBOS.launch()
@@ -118,7 +127,11 @@ class Worker:
         """
         self.rt.stopping.set()
         for rollout_id in sorted(self.rt.active_workflows):
-            self._wake(rollout_id)
+            try:
+                DBOS.send(rollout_id, "stop", CONTROL_TOPIC)
+            except Exception as exc:
+                log.warning("could not wake %s to stop: %s: %s", rollout_id,
+                            type(exc).__name__, exc)
         deadline = time.monotonic() + STOP_GRACE
         while self.rt.active_workflows and time.monotonic() < deadline:
             time.sleep(0.02)
