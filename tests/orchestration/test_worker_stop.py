@@ -6,10 +6,12 @@ stopping process alive (``rollwave worker`` after Ctrl-C, a test run at exit).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from tests.orchestration.helpers import Orchestrator, ScriptedVerifier, make_workspace, wait_for
 
 from rollwave.core.states import ControlAction, RolloutState
@@ -38,19 +40,34 @@ def _workflow_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("dbos-executor")]
 
 
+def _close_inside_an_event_loop(orchestrator: Orchestrator) -> None:
+    """As `rollwave serve` does: uvicorn's shutdown closes the worker on the loop's thread."""
+    async def close() -> None:
+        orchestrator.__exit__(None, None, None)
+
+    asyncio.run(close())
+
+
+@pytest.mark.parametrize("where", ["plain", "event-loop"])
 def test_paused_workflow_leaves_when_the_worker_stops_and_resumes_in_the_next(
-        tmp_path: Path) -> None:
+        tmp_path: Path, where: str) -> None:
     root = make_workspace(tmp_path / "ws", customers=3, policies=POLICIES)
     app = App.open(root)
     rollout = rollouts.start(app, releases.create_release(app, {"web": "1.0"}).id)
     # real waits: a paused workflow sleeps durably for an hour between wake-ups
     first = Orchestrator(app, ScriptedVerifier(), max_wait=3600.0)
-    with first:
+    first.__enter__()
+    try:
         wait_for(lambda: _state(app, rollout.id) == RolloutState.WAITING, what="the gate")
         rollouts.control(app, rollout.id, ControlAction.PAUSE, reason="stop for the night")
         wait_for(lambda: _state(app, rollout.id) == RolloutState.PAUSED, what="pause")
         assert first.rt.active_workflows == {rollout.id}
+    finally:
         started = time.monotonic()
+        if where == "event-loop":
+            _close_inside_an_event_loop(first)
+        else:
+            first.__exit__(None, None, None)
     stopped_in = time.monotonic() - started
     assert stopped_in < 10, f"closing the worker took {stopped_in:.1f}s; {_stacks()}"
     assert first.rt.active_workflows == set()

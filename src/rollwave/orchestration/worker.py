@@ -126,12 +126,20 @@ class Worker:
         sleep ends (up to an hour for a paused rollout).
         """
         self.rt.stopping.set()
-        for rollout_id in sorted(self.rt.active_workflows):
-            try:
-                DBOS.send(rollout_id, "stop", CONTROL_TOPIC)
-            except Exception as exc:
-                log.warning("could not wake %s to stop: %s: %s", rollout_id,
-                            type(exc).__name__, exc)
+
+        def wake_all() -> None:
+            for rollout_id in sorted(self.rt.active_workflows):
+                try:
+                    DBOS.send(rollout_id, "stop", CONTROL_TOPIC)
+                except Exception as exc:
+                    log.warning("could not wake %s to stop: %s: %s", rollout_id,
+                                type(exc).__name__, exc)
+
+        # On a thread of its own: DBOS.send refuses to run on a thread with a running event
+        # loop, which is where `rollwave serve` (uvicorn's shutdown) closes the worker.
+        waker = threading.Thread(target=wake_all, name="rollwave-stop", daemon=True)
+        waker.start()
+        waker.join(STOP_GRACE)
         deadline = time.monotonic() + STOP_GRACE
         while self.rt.active_workflows and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -267,7 +267,8 @@ def _paused(rollout_id: str, why: str) -> str:
                 if action == "resume":
                     step_set_state(rollout_id, RolloutState.RUNNING.value, "rollout resumed")
                 return action
-        DBOS.recv(CONTROL_TOPIC, timeout_seconds=3600)
+        # bounded, so that even a wake-up that never arrives leaves a stopping worker soon
+        DBOS.recv(CONTROL_TOPIC, timeout_seconds=min(3600.0, rt.max_wait))
 
 
 STOPPING = {ControlAction.ABORT.value, ControlAction.ROLLBACK.value, ControlAction.PAUSE.value}
