@@ -53,8 +53,12 @@ def test_demo_rolls_back_only_the_mishandled_customer(tmp_path: Path) -> None:
     broken = next(t for t in final.targets if t.instance == f"{BROKEN_CUSTOMER}/prod")
     assert broken.state == TargetState.ROLLED_BACK
     assert "customer umbrella" in broken.explanation  # blamed on the customer, with numbers
-    assert ("rollback-instances", "customer") in {(v["action"], v["blame"])
-                                                  for v in result.verdicts}
+    # blamed on the customer at once (its peers had already cleared the release), or rolled
+    # back at once with the blame pending and settled on the customer once they did
+    verdicts = [(v["action"], v["blame"], v.get("settled") or []) for v in result.verdicts]
+    assert any((action, blame) == ("rollback-instances", "customer")
+               or f"{BROKEN_CUSTOMER}/prod" in settled
+               for action, blame, settled in verdicts), verdicts
     assert sum(t.state == TargetState.SUCCEEDED for t in final.targets) == 11
     assert result.total_seconds < 120
     assert "Demo finished" in output

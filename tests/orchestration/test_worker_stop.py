@@ -45,7 +45,10 @@ def _close_inside_an_event_loop(orchestrator: Orchestrator) -> None:
     async def close() -> None:
         orchestrator.__exit__(None, None, None)
 
-    asyncio.run(close())
+    # a thread of its own: the test process's main thread may have a loop left by another test
+    closer = threading.Thread(target=asyncio.run, args=(close(),))
+    closer.start()
+    closer.join(60)
 
 
 @pytest.mark.parametrize("where", ["plain", "event-loop"])
