@@ -52,7 +52,6 @@ MAX_QUERIES: Final = 500
 
 _STAT: Final = re.compile(r"(Sum|Average|Minimum|Maximum|SampleCount|IQM|"
                           r"(p|tm|wm|tc|ts|PR|TM|WM|TC|TS)\(?[0-9.:%]+\)?)")
-_METRIC: Final = re.compile(r"[a-z][a-z0-9_]*")
 _HIGH_RESOLUTION: Final = (1, 5, 10, 30)
 
 
@@ -128,9 +127,7 @@ class CloudWatchOptions(BaseModel):
     @classmethod
     def _names(cls, value: dict[str, CloudWatchMetric]) -> dict[str, CloudWatchMetric]:
         for name in value:
-            if not _METRIC.fullmatch(name):
-                raise ValueError(f"'{name}' is not a metric name: use lower-case letters, "
-                                 "digits and _ (e.g. latency_p95)")
+            q.check_metric_name(name)
         return value
 
     @model_validator(mode="after")

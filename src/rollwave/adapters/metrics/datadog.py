@@ -74,7 +74,6 @@ DEFAULT_QUERIES: Final = {
 
 FLEET_NAMES: Final = frozenset({"scope", "by", "tag", "step", "service", "namespace"})
 _TAG: Final = re.compile(r"[a-zA-Z][a-zA-Z0-9_.\-/]*")
-_METRIC: Final = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class DatadogOptions(BaseModel):
@@ -117,14 +116,7 @@ class DatadogOptions(BaseModel):
     @field_validator("queries")
     @classmethod
     def _queries(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not _METRIC.fullmatch(name):
-                raise ValueError(f"'{name}' is not a metric name: use lower-case letters, "
-                                 "digits and _ (e.g. latency_p95)")
-            try:
-                q.compile_template(text)
-            except ValueError as exc:
-                raise ValueError(f"queries.{name}: {exc}") from None
+        q.check_query_templates(value)
         return value
 
     @property

@@ -72,7 +72,6 @@ MAX_POINTS: Final = 10_000
 """Points per series per request (Prometheus refuses more than 11,000)."""
 
 _LABEL: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_METRIC: Final = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class PrometheusOptions(BaseModel):
@@ -104,14 +103,7 @@ class PrometheusOptions(BaseModel):
     @field_validator("queries")
     @classmethod
     def _queries(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not _METRIC.fullmatch(name):
-                raise ValueError(f"'{name}' is not a metric name: use lower-case letters, "
-                                 "digits and _ (e.g. latency_p95)")
-            try:
-                q.compile_template(text)
-            except ValueError as exc:
-                raise ValueError(f"queries.{name}: {exc}") from None
+        q.check_query_templates(value)
         return value
 
 

@@ -20,6 +20,7 @@ label…) is run once per target.
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,25 @@ def resolve_secret(ref: SecretRef | None, secret: Callable[[str], str] | None,
 
 
 # --- templates -------------------------------------------------------------------------------
+
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def check_metric_name(name: str) -> None:
+    """ValueError unless ``name`` is a metric name as the checks refer to it."""
+    if not _METRIC_NAME.fullmatch(name):
+        raise ValueError(f"'{name}' is not a metric name: use lower-case letters, "
+                         "digits and _ (e.g. latency_p95)")
+
+
+def check_query_templates(queries: Mapping[str, str]) -> None:
+    """ValueError naming the first bad metric name or query template of a source's queries."""
+    for name, text in queries.items():
+        check_metric_name(name)
+        try:
+            compile_template(text)
+        except ValueError as exc:
+            raise ValueError(f"queries.{name}: {exc}") from None
 
 
 def compile_template(text: str) -> Template:
