@@ -42,10 +42,11 @@ from jinja2 import Template
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rollwave.adapters.metrics import query as q
+from rollwave.adapters.metrics.templated import QuerySource, failed_everywhere, nothing_to_read
 from rollwave.core.durations import Duration
 from rollwave.errors import SecretError
 from rollwave.ports.metrics import MetricTarget
-from rollwave.ports.series import SeriesByInstance, SeriesQuery, fill_missing
+from rollwave.ports.series import SeriesQuery
 
 MAX_QUERIES: Final = 500
 """MetricDataQueries per GetMetricData call (the API's limit)."""
@@ -143,7 +144,7 @@ def valid_period(step: float) -> bool:
     return step == int(step) and (int(step) in _HIGH_RESOLUTION or int(step) % 60 == 0)
 
 
-class CloudWatchSource:
+class CloudWatchSource(QuerySource):
     """GetMetricData against one region; a SeriesSource that never raises."""
 
     kind = "cloudwatch"
@@ -152,27 +153,13 @@ class CloudWatchSource:
                  client: Any = None) -> None:
         self.options = options
         self._secret = getattr(environment, "secret", None)
-        self._metrics = {**DEFAULT_QUERIES, **options.queries}
+        self._queries = {**DEFAULT_QUERIES, **options.queries}
         self._dimensions: dict[str, dict[str, Template]] = {
             name: {k: q.compile_template(v)
                    for k, v in (spec.dimensions or options.dimensions).items()}
-            for name, spec in self._metrics.items()}
+            for name, spec in self._queries.items()}
         self._client = client
         self._lock = threading.Lock()
-
-    def metric_names(self) -> tuple[str, ...]:
-        """The logical metrics this source has a query for."""
-        return tuple(sorted(self._metrics))
-
-    def problems(self, metrics: Sequence[str]) -> list[str]:
-        """Metrics without a query, in words."""
-        known = ", ".join(self.metric_names())
-        return [f"the cloudwatch source has no query for '{m}' (known: {known}); add one under "
-                "queries:" for m in metrics if m not in self._metrics]
-
-    def fetch(self, targets: Sequence[MetricTarget], query: SeriesQuery) -> SeriesByInstance:
-        """Series for every target and metric; failed reads are marked, never raised."""
-        return self.fetch_detailed(targets, query).series
 
     def fetch_detailed(self, targets: Sequence[MetricTarget],
                        query: SeriesQuery) -> q.FetchReport:
@@ -180,7 +167,7 @@ class CloudWatchSource:
         if not targets:
             return q.FetchReport(series={})
         if query.end <= query.start:
-            return q.FetchReport(series=fill_missing({}, targets, query, failed=False))
+            return nothing_to_read(targets, query)
         reason: str | None = None
         if not valid_period(query.step):
             reason = (f"CloudWatch cannot use a period of {query.step:g}s: use 1, 5, 10, 30 or "
@@ -191,11 +178,8 @@ class CloudWatchSource:
             except q.QueryError as exc:
                 reason = exc.message
         if reason is not None:
-            why = reason
-            return q.run_jobs([], targets, query, lambda job: q.JobAnswer(), concurrency=1,
-                              unknown=lambda metric: why)
-        known = [m for m in query.metrics if m in self._metrics]
-        jobs = q.plan_jobs(known, targets, lambda metric: False)
+            return failed_everywhere(targets, query, reason)
+        jobs = q.plan_jobs(self._known(query), targets, lambda metric: False)
         return q.run_jobs(jobs, targets, query, lambda job: self._run(client, job, query),
                           concurrency=self.options.concurrency, unknown=self._unknown)
 
@@ -242,12 +226,8 @@ class CloudWatchSource:
         except BotoCoreError as exc:
             raise q.QueryError(f"cannot set up CloudWatch: {exc}") from None
 
-    def _unknown(self, metric: str) -> str | None:
-        problems = self.problems([metric])
-        return problems[0] if problems else None
-
     def _stat(self, metric: str, target: MetricTarget, step: float) -> dict[str, Any]:
-        spec = self._metrics[metric]
+        spec = self._queries[metric]
         variables = {**target.variables(), "step": q.step_text(step)}
         dimensions = [{"Name": name, "Value": q.render(template, variables)}
                       for name, template in self._dimensions[metric].items()]
@@ -261,7 +241,7 @@ class CloudWatchSource:
 
     def _run(self, client: Any, job: q.Job, query: SeriesQuery) -> q.JobAnswer:
         answer = q.JobAnswer()
-        scale = self._metrics[job.metric].scale
+        scale = self._queries[job.metric].scale
         targets = list(job.targets)
         for first in range(0, len(targets), MAX_QUERIES):
             batch = targets[first:first + MAX_QUERIES]

@@ -45,17 +45,15 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from jinja2 import Template
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rollwave.adapters.metrics import query as q
+from rollwave.adapters.metrics.templated import TemplatedHttpSource
 from rollwave.core.durations import Duration
-from rollwave.errors import SecretError
-from rollwave.ports.metrics import MetricTarget
-from rollwave.ports.series import SeriesByInstance, SeriesQuery, fill_missing
+from rollwave.ports.series import SeriesQuery
 
 _API: Final = '{route:/api/* AND ({{ scope }})}'
 DEFAULT_QUERIES: Final = {
@@ -124,77 +122,33 @@ class DatadogOptions(BaseModel):
         return self.url or f"https://api.{self.site}"
 
 
-class DatadogSource:
+class DatadogSource(TemplatedHttpSource):
     """Metric queries against Datadog's API; a SeriesSource that never raises."""
 
     kind = "datadog"
+    fleet_names = FLEET_NAMES
 
     def __init__(self, options: DatadogOptions, environment: Any = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__({**DEFAULT_QUERIES, **options.queries}, options.base_url)
         self.options = options
+        self.concurrency = options.concurrency
         self._secret = getattr(environment, "secret", None)
-        self._texts = {**DEFAULT_QUERIES, **options.queries}
-        self._templates: dict[str, Template] = {
-            name: q.compile_template(text) for name, text in self._texts.items()}
-        self._http = q.HttpClient(options.base_url)
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._blocked_until = -math.inf
         self._blocked_reason = ""
 
-    def metric_names(self) -> tuple[str, ...]:
-        """The logical metrics this source has a query for."""
-        return tuple(sorted(self._texts))
-
-    def problems(self, metrics: Sequence[str]) -> list[str]:
-        """Metrics without a query, in words."""
-        known = ", ".join(self.metric_names())
-        return [f"the datadog source has no query for '{m}' (known: {known}); add one under "
-                "queries:" for m in metrics if m not in self._texts]
-
-    def fetch(self, targets: Sequence[MetricTarget], query: SeriesQuery) -> SeriesByInstance:
-        """Series for every target and metric; failed reads are marked, never raised."""
-        return self.fetch_detailed(targets, query).series
-
-    def fetch_detailed(self, targets: Sequence[MetricTarget],
-                       query: SeriesQuery) -> q.FetchReport:
-        """:meth:`fetch` with the reason of every failed read."""
-        if not targets:
-            return q.FetchReport(series={})
-        if query.end <= query.start:
-            return q.FetchReport(series=fill_missing({}, targets, query, failed=False))
-        try:
-            headers = {
-                "DD-API-KEY": q.resolve_secret(self.options.api_key, self._secret,
-                                               "the api_key of the datadog source") or "",
-                "DD-APPLICATION-KEY": q.resolve_secret(self.options.app_key, self._secret,
-                                                       "the app_key of the datadog source") or "",
-                "Accept": "application/json",
-            }
-        except SecretError as exc:
-            reason = exc.message
-            return q.run_jobs([], targets, query, lambda job: q.JobAnswer(), concurrency=1,
-                              unknown=lambda metric: reason)
-        known = [m for m in query.metrics if m in self._templates]
-        jobs = q.plan_jobs(known, targets, self._per_target, self._by_service)
-        return q.run_jobs(jobs, targets, query, lambda job: self._run(job, query, headers),
-                          concurrency=self.options.concurrency, unknown=self._unknown)
-
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        self._http.close()
-
-    def _unknown(self, metric: str) -> str | None:
-        problems = self.problems([metric])
-        return problems[0] if problems else None
-
-    def _per_target(self, metric: str) -> bool:
-        return bool(q.template_names(self._texts[metric]) - FLEET_NAMES)
-
-    def _by_service(self, metric: str) -> bool:
-        return "service" in q.template_names(self._texts[metric])
+    def _headers(self) -> dict[str, str]:
+        return {
+            "DD-API-KEY": q.resolve_secret(self.options.api_key, self._secret,
+                                           "the api_key of the datadog source") or "",
+            "DD-APPLICATION-KEY": q.resolve_secret(self.options.app_key, self._secret,
+                                                   "the app_key of the datadog source") or "",
+            "Accept": "application/json",
+        }
 
     def _variables(self, job: q.Job, query: SeriesQuery) -> dict[str, Any]:
         tag = self.options.tag

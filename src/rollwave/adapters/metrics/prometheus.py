@@ -39,17 +39,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
-from jinja2 import Template
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rollwave.adapters.metrics import query as q
+from rollwave.adapters.metrics.templated import TemplatedHttpSource
 from rollwave.core.durations import Duration
-from rollwave.errors import SecretError
-from rollwave.ports.metrics import MetricTarget
-from rollwave.ports.series import SeriesByInstance, SeriesQuery, fill_missing
+from rollwave.ports.series import SeriesQuery
 
 _SELECT: Final = '{route=~"/api/.*", {{ selector }}}'
 DEFAULT_QUERIES: Final = {
@@ -112,66 +110,25 @@ def promql_string(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-class PrometheusSource:
+class PrometheusSource(TemplatedHttpSource):
     """Range queries against one Prometheus server; a SeriesSource that never raises."""
 
     kind = "prometheus"
+    fleet_names = FLEET_NAMES
 
     def __init__(self, options: PrometheusOptions, environment: Any = None) -> None:
+        super().__init__({**DEFAULT_QUERIES, **options.queries}, options.url)
         self.options = options
+        self.concurrency = options.concurrency
         self._secret = getattr(environment, "secret", None)
-        self._texts = {**DEFAULT_QUERIES, **options.queries}
-        self._templates: dict[str, Template] = {
-            name: q.compile_template(text) for name, text in self._texts.items()}
-        self._http = q.HttpClient(options.url)
 
-    def metric_names(self) -> tuple[str, ...]:
-        """The logical metrics this source has a query for."""
-        return tuple(sorted(self._texts))
+    def _empty_window(self, query: SeriesQuery) -> bool:
+        return _slots(query) == 0
 
-    def problems(self, metrics: Sequence[str]) -> list[str]:
-        """Metrics without a query, in words."""
-        known = ", ".join(self.metric_names())
-        return [f"the prometheus source has no query for '{m}' (known: {known}); add one under "
-                "queries:" for m in metrics if m not in self._texts]
-
-    def fetch(self, targets: Sequence[MetricTarget], query: SeriesQuery) -> SeriesByInstance:
-        """Series for every target and metric; failed reads are marked, never raised."""
-        return self.fetch_detailed(targets, query).series
-
-    def fetch_detailed(self, targets: Sequence[MetricTarget],
-                       query: SeriesQuery) -> q.FetchReport:
-        """:meth:`fetch` with the reason of every failed read."""
-        if not targets:
-            return q.FetchReport(series={})
-        if _slots(query) == 0:
-            return q.FetchReport(series=fill_missing({}, targets, query, failed=False))
-        try:
-            token = q.resolve_secret(self.options.bearer_token, self._secret,
-                                     "the bearer_token of the prometheus source")
-        except SecretError as exc:
-            reason = exc.message
-            return q.run_jobs([], targets, query, lambda job: q.JobAnswer(), concurrency=1,
-                              unknown=lambda metric: reason)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        known = [m for m in query.metrics if m in self._templates]
-        jobs = q.plan_jobs(known, targets, self._per_target, self._by_service)
-        return q.run_jobs(jobs, targets, query, lambda job: self._run(job, query, headers),
-                          concurrency=self.options.concurrency, unknown=self._unknown)
-
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        self._http.close()
-
-    def _unknown(self, metric: str) -> str | None:
-        problems = self.problems([metric])
-        return problems[0] if problems else None
-
-    def _per_target(self, metric: str) -> bool:
-        return bool(q.template_names(self._texts[metric]) - FLEET_NAMES)
-
-    def _by_service(self, metric: str) -> bool:
-        return "service" in q.template_names(self._texts[metric])
+    def _headers(self) -> dict[str, str]:
+        token = q.resolve_secret(self.options.bearer_token, self._secret,
+                                 "the bearer_token of the prometheus source")
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def _variables(self, job: q.Job, query: SeriesQuery) -> dict[str, Any]:
         label = self.options.instance_label
