@@ -20,6 +20,7 @@ from rollwave.adapters.deployers.command import (
     output_text,
     parse_status,
     run_command,
+    simple_argv,
 )
 from rollwave.adapters.deployers.local import path_component, running
 from rollwave.core.hashing import config_hash
@@ -331,6 +332,55 @@ def test_run_command_reports_stderr_separately_when_asked() -> None:
     assert outcome.ok
     assert outcome.output == b"out\n"
     assert outcome.errors == b"err\n"
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("sleep 0.1", ["sleep", "0.1"]),
+    ("/opt/app/deploy 'x; rm -rf /' \"a b\" --flag=1 user@host:22",
+     ["/opt/app/deploy", "x; rm -rf /", "a b", "--flag=1", "user@host:22"]),
+    ("deploy '$(touch /tmp/x)' '`id`' 'it'\"'\"'s'", ["deploy", "$(touch /tmp/x)", "`id`", "it's"]),
+    ("tool ''", ["tool", ""]),
+])
+def test_simple_commands_are_split_as_the_shell_would(command: str, words: list[str]) -> None:
+    assert simple_argv(command) == words
+
+
+@pytest.mark.parametrize("command", [
+    "echo hi", "cd /tmp", "exit 3", "true", "test -f x", ". ./env", "if true; then :; fi",
+    "FOO=1 tool", "tool $HOME", "tool ~/x", "tool *.txt", "tool > out", "a | b", "a && b",
+    "a; b", "tool &", "tool # note", 'tool "$HOME"', 'tool "`id`"', "tool \\x", "a\nb",
+    "(tool)", "{ tool; }", "tool 'unterminated", "", "   ",
+])
+def test_anything_the_shell_would_interpret_keeps_the_shell(command: str) -> None:
+    assert simple_argv(command) is None
+
+
+def test_a_simple_command_runs_without_a_shell(tmp_path: Path) -> None:
+    script = tmp_path / "ppid.py"
+    script.write_text("import os, sys; print(open(f'/proc/{os.getppid()}/comm').read().strip())")
+    outcome = run_command(["/bin/sh", "-c", f"python3 {script}"], env=dict(os.environ),
+                          timeout=10)
+    assert outcome.ok, outcome
+    assert outcome.output.decode().strip() not in ("sh", "dash")  # parent is us, not a shell
+    other = run_command(["/bin/sh", "-c", f"python3 {script}; true"], env=dict(os.environ),
+                        timeout=10)
+    assert other.output.decode().strip() in ("sh", "dash")
+
+
+def test_a_script_without_interpreter_line_still_runs_through_the_shell(tmp_path: Path) -> None:
+    script = tmp_path / "deploy-script"
+    script.write_text("echo ran as a shell script\n")
+    script.chmod(0o755)
+    outcome = run_command(["/bin/sh", "-c", str(script)], env=dict(os.environ), timeout=10)
+    assert outcome.ok, outcome
+    assert outcome.output == b"ran as a shell script\n"
+
+
+def test_a_missing_program_in_a_simple_command_fails_clearly(tmp_path: Path) -> None:
+    d = deployer(tmp_path, deploy="/nonexistent/deploy-tool {version}")
+    result = d.deploy(make_instance(), desired(), make_context(tmp_path)[0])
+    assert not result.ok
+    assert "/nonexistent/deploy-tool" in result.message
 
 
 # --- state: status, recorded, idempotence ----------------------------------------------------

@@ -24,6 +24,7 @@ The file helpers (atomic writes, safe path components) are shared with the ``loc
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -62,6 +63,19 @@ DRAIN_SECONDS: Final = 0.5
 _TEMPLATE_HINT: Final = ("fix the command under deployers: in rollwave.yaml; write {{ and }} "
                          "for literal braces (e.g. ${{HOME}}, or simply $HOME)")
 _ENV_NAME: Final = re.compile(r"[^A-Z0-9_]")
+#: Shells whose ``-c`` runs a simple command exactly as executing its words would.
+_PLAIN_SHELLS: Final = frozenset({"/bin/sh", "/usr/bin/sh", "/bin/dash", "/usr/bin/dash"})
+#: Characters a simple command may hold outside quotes (anything else needs the shell).
+_PLAIN_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789_@%+,./:=- \t'\"")
+#: Reserved words and builtins of a POSIX shell: as a command name they need the shell.
+_SHELL_WORDS: Final = frozenset({
+    "!", "{", "}", "case", "do", "done", "elif", "else", "esac", "fi", "for", "if", "in",
+    "then", "until", "while", ".", ":", "[", "alias", "bg", "break", "cd", "chdir", "command",
+    "continue", "echo", "eval", "exec", "exit", "export", "false", "fc", "fg", "getopts",
+    "hash", "jobs", "kill", "local", "printf", "pwd", "read", "readonly", "return", "set",
+    "shift", "test", "times", "trap", "true", "type", "ulimit", "umask", "unalias", "unset",
+    "wait"})
 _FORMATTER: Final = string.Formatter()
 
 CommandSource = str | list[str]
@@ -245,6 +259,38 @@ def _scalar(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+def simple_argv(command: str) -> list[str] | None:
+    """The words of ``command`` when it is one simple command the shell would only split.
+
+    Simple means: words of plain characters and ``'...'``/``"..."`` quotes (no ``$``, backticks
+    or backslashes inside double quotes), no redirection, pipe, list, glob, tilde, comment,
+    variable assignment or escape, and a first word that is neither a shell keyword nor a
+    builtin. Such a command is run without the shell, exactly as the shell would run it, which
+    saves a process per command. Anything else returns None (run by the shell).
+    """
+    quote = ""
+    for char in command:
+        if quote == "'":
+            quote = "" if char == "'" else quote
+        elif quote == '"':
+            if char in '$`\\':
+                return None
+            quote = "" if char == '"' else quote
+        elif char in "'\"":
+            quote = char
+        elif char not in _PLAIN_CHARS:
+            return None
+    if quote:
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or words[0] in _SHELL_WORDS or "=" in command.split(None, 1)[0]:
+        return None
+    return words
+
+
 # --- running commands ------------------------------------------------------------------------
 
 
@@ -293,18 +339,26 @@ def run_command(argv: Sequence[str], *, env: Mapping[str, str], timeout: float,
                 cwd: str | None = None) -> RunOutcome:
     """Run ``argv`` in its own process group, keeping the tail of its output.
 
-    On timeout the whole group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds. Output
-    still held open by background children is read for at most ``DRAIN_SECONDS`` after exit.
+    ``argv`` of the form ``[shell, "-c", command]`` with a plain POSIX ``shell`` and a
+    :func:`simple_argv` command runs the command's words directly (the shell still runs it
+    when the program is a script without ``#!``, which only a shell can run). On timeout the
+    whole group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds. Output still held open
+    by background children is read for at most ``DRAIN_SECONDS`` after exit.
     """
     started = time.monotonic()
+    direct = (simple_argv(argv[2]) if len(argv) == 3 and argv[1] == "-c"
+              and argv[0] in _PLAIN_SHELLS else None)
     try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-            env=env, cwd=cwd, start_new_session=True, close_fds=True)
+        try:
+            proc = _spawn(direct or argv, env, cwd, merge_stderr)
+        except OSError as exc:
+            if direct is None or exc.errno != errno.ENOEXEC:
+                raise
+            proc = _spawn(argv, env, cwd, merge_stderr)
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return RunOutcome(None, b"", error=f"cannot run {argv[0]}: {reason}",
+        program = (direct or argv)[0]
+        return RunOutcome(None, b"", error=f"cannot run {program}: {reason}",
                           seconds=time.monotonic() - started)
     assert proc.stdout is not None
     tails = {proc.stdout.fileno(): _Tail(limit)}
@@ -319,6 +373,14 @@ def run_command(argv: Sequence[str], *, env: Mapping[str, str], timeout: float,
     omitted = next(iter(tails.values())).omitted
     return RunOutcome(returncode, out, err[0] if err else b"", omitted, timed_out,
                       seconds=time.monotonic() - started)
+
+
+def _spawn(argv: Sequence[str], env: Mapping[str, str], cwd: str | None,
+           merge_stderr: bool) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        env=env, cwd=cwd, start_new_session=True, close_fds=True)
 
 
 def _pump(proc: subprocess.Popen[bytes], tails: dict[int, _Tail], deadline: float,
