@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from rollwave.analysis.results import Outcome, Verdict
@@ -18,6 +19,7 @@ from rollwave.core.hashing import config_hash
 from rollwave.core.model import Verification
 from rollwave.core.states import TargetState
 from rollwave.errors import RollwaveError
+from rollwave.orchestration.carry import Carry
 from rollwave.orchestration.runtime import Runtime
 from rollwave.ports.deployer import DeployContext, DesiredState, redact
 from rollwave.storage import fleet_state
@@ -37,6 +39,7 @@ class TargetContext:
     on_inconclusive: str
     should_stop: Callable[[], bool]
     trivial: bool = False  # no checks at all: a successful deploy is the only signal
+    carry: Carry | None = None  # the wave's writes that ride with its next claim
 
 
 def _side(changes: list[dict[str, Any]], side: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -80,15 +83,27 @@ def desired_state(rt: Runtime, changes: list[dict[str, Any]],
 
 def _transition(rt: Runtime, ctx: TargetContext, instance: str, old: TargetState,
                 new: TargetState, message: str, *, record: Callable[[Any], None] | None = None,
-                data: Mapping[str, Any] | None = None, **fields: Any) -> bool:
+                data: Mapping[str, Any] | None = None, final: bool = False,
+                **fields: Any) -> bool:
+    """Record one transition (with ``record``'s writes) in one transaction.
+
+    A ``final`` transition (the instance is done) may be carried into the wave's next write
+    (see :mod:`rollwave.orchestration.carry`); it then returns True before it is written.
+    """
+    at = datetime.now(UTC)
+
     def work(conn: Any) -> bool:
         moved = repo.transition_target(conn, ctx.rollout_id, instance, old, new, message,
-                                       data=data, **fields)
+                                       data=data, at=at, **fields)
         if moved and record is not None:
             record(conn)
         return moved
 
-    return rt.db.write(work)
+    if ctx.carry is None:
+        return rt.db.write(work)
+    if final and ctx.carry.defer(work):
+        return True
+    return ctx.carry.write(rt.db, work)
 
 
 def _verify(rt: Runtime, ctx: TargetContext, inst: FleetInstance, services: list[str],
@@ -190,9 +205,11 @@ def _deploy_step(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
         attempt=target.attempts + 1, reason="rollback" if ctx.kind == "rollback" else "deploy"))
     log_text = redact("\n".join([*lines, result.log]).strip(), secrets)
 
+    logged_at = datetime.now(UTC)
+
     def log(conn: Any) -> None:  # the deployment log commits with the state change
         repo.add_deploy_log(conn, ctx.rollout_id, inst.key, target.attempts + 1, "deploy",
-                            result.ok, log_text)
+                            result.ok, log_text, at=logged_at)
 
     if not result.ok:
         message = f"deploy of {inst.key} failed: {redact(result.message, secrets)}"
@@ -214,21 +231,25 @@ def _deployed_and_done(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
     """No checks are configured: deployed and done in one transaction (both events kept)."""
     versions, config_versions = _side(target.changes, "to")
     why = "no checks are configured; a successful deploy is the only signal"
+    at = datetime.now(UTC)
 
     def work(conn: Any) -> bool:
         if not repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.DEPLOYING,
                                       TargetState.VERIFYING, deployed,
-                                      kind="instance.deployed"):
+                                      kind="instance.deployed", at=at):
             return False
         log(conn)
         repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.VERIFYING,
                                TargetState.SUCCEEDED, f"{inst.key} verified: {why}",
-                               outcome=Outcome.SUCCESSFUL.value, explanation=why)
+                               outcome=Outcome.SUCCESSFUL.value, explanation=why, at=at)
         fleet_state.record_deployed(conn, inst.key, inst.customer, versions,
                                     dict(config_versions), health="healthy",
-                                    release_id=ctx.release_id, rollout_id=ctx.rollout_id)
+                                    release_id=ctx.release_id, rollout_id=ctx.rollout_id,
+                                    at=at)
         return True
 
+    if ctx.carry is not None and ctx.carry.defer(work):
+        return TargetState.SUCCEEDED  # written with the wave's next write (see carry)
     if not rt.db.write(work):
         return _reload(rt, ctx, inst.key)
     return TargetState.SUCCEEDED
@@ -247,7 +268,7 @@ def _verify_step(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
                                         release_id=ctx.release_id, rollout_id=ctx.rollout_id)
         _transition(rt, ctx, inst.key, TargetState.VERIFYING, TargetState.SUCCEEDED,
                     f"{inst.key} verified: {verdict.summary}", record=record, data=data,
-                    outcome=verdict.outcome.value, explanation=verdict.summary,
+                    final=True, outcome=verdict.outcome.value, explanation=verdict.summary,
                     verdict=verdict.to_dict())
         return TargetState.SUCCEEDED
     if verdict.outcome == Outcome.FAILED or ctx.on_inconclusive == "rollback":

@@ -18,6 +18,7 @@ from typing import Any
 from rollwave.core.model import Verification
 from rollwave.core.states import TargetState
 from rollwave.core.windows import window_status
+from rollwave.orchestration.carry import Carry
 from rollwave.orchestration.instance import TargetContext, drive_target
 from rollwave.orchestration.runtime import Runtime
 from rollwave.storage import rollouts as repo
@@ -58,6 +59,7 @@ def target_context(rt: Runtime, rollout: repo.RolloutRecord) -> TargetContext:
         verification=profile, trivial=trivial,
         on_inconclusive=policy.on_inconclusive if policy else "pause",
         should_stop=lambda: bool(rt.pending_actions(rollout.id) & {"abort", "rollback"}),
+        carry=Carry(),
     )
 
 
@@ -72,7 +74,6 @@ def run_wave(rt: Runtime, rollout_id: str, wave_index: int) -> WaveResult:
     parallelism = max(1, int(wave["parallelism"]))
     ctx = target_context(rt, rollout)
     emergency = rollout.emergency or rollout.kind == "rollback"
-    fleet = rt.workspace().fleet
 
     lock = threading.Lock()
     failures = sum(1 for t in rows if t.state.failed)
@@ -96,29 +97,29 @@ def run_wave(rt: Runtime, rollout_id: str, wave_index: int) -> WaveResult:
                    key=lambda t: (t.state in (TargetState.PENDING, TargetState.WAITING_WINDOW),
                                   t.position))
     interrupted = False
+    carry = ctx.carry
+    assert carry is not None
     with ThreadPoolExecutor(max_workers=parallelism,
                             thread_name_prefix=f"rollwave-{rollout_id}") as pool:
-        for target in order:
-            if rt.stopping.is_set() or rt.pending_actions(rollout_id) & INTERRUPTING:
-                interrupted = True
-                break
-            with lock:
-                over = failures > budget
-            if over:
-                break
-            if target.state in (TargetState.PENDING, TargetState.WAITING_WINDOW) and not emergency:
-                inst = fleet.get(target.instance)
-                if inst is not None:
-                    status = window_status(inst.windows, rt.clock())
-                    if not status.open_now:
-                        _mark_waiting(rt, rollout_id, target, status.next_open, status.describe())
-                        if status.next_open:
-                            next_window.append(status.next_open)
-                        continue
-            slots.acquire()
-            future = pool.submit(_safe_drive, rt, ctx, target)
-            future.add_done_callback(done)
-            futures.append(future)
+        try:
+            for target in order:
+                if rt.stopping.is_set() or rt.pending_actions(rollout_id) & INTERRUPTING:
+                    interrupted = True
+                    break
+                with lock:
+                    over = failures > budget
+                if over:
+                    break
+                if not emergency and _outside_window(rt, rollout_id, target, next_window):
+                    continue
+                slots.acquire()
+                future = pool.submit(_safe_drive, rt, ctx, target)
+                future.add_done_callback(done)
+                futures.append(future)
+        finally:
+            # nothing more is launched: what finished instances carried is written now, and
+            # the instances still in flight write their own outcome
+            carry.close(rt.db)
     # The instances in flight have finished; a stopping worker leaves the wave unrecorded, so
     # the next worker continues it from the targets' recorded states.
     rt.halt_if_stopping()
@@ -137,6 +138,23 @@ def _safe_drive(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord) -> T
                          f"{type(exc).__name__}: {exc}; it will be retried on the next pass",
                          rollout_id=ctx.rollout_id, instance=target.instance)
         raise
+
+
+def _outside_window(rt: Runtime, rollout_id: str, target: repo.TargetRecord,
+                    next_window: list[datetime]) -> bool:
+    """True (and recorded as waiting) when a target not yet started is outside its window."""
+    if target.state not in (TargetState.PENDING, TargetState.WAITING_WINDOW):
+        return False
+    inst = rt.workspace().fleet.get(target.instance)
+    if inst is None:
+        return False
+    status = window_status(inst.windows, rt.clock())
+    if status.open_now:
+        return False
+    _mark_waiting(rt, rollout_id, target, status.next_open, status.describe())
+    if status.next_open:
+        next_window.append(status.next_open)
+    return True
 
 
 def _mark_waiting(rt: Runtime, rollout_id: str, target: repo.TargetRecord,

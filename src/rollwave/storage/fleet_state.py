@@ -70,9 +70,10 @@ _INSERT = instance_state.insert()
 
 def record_deployed(conn: Connection, instance: str, customer: str,
                     versions: Mapping[str, str], config_hashes: Mapping[str, str | None], *,
-                    health: str, release_id: str | None, rollout_id: str | None) -> None:
+                    health: str, release_id: str | None, rollout_id: str | None,
+                    at: datetime | None = None) -> None:
     """Upsert each service's state; the old values become ``previous_*`` when they change."""
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     for service, version in versions.items():
         cfg = config_hashes.get(service)
         updated = conn.execute(_UPSERT_UPDATE, {

@@ -205,9 +205,13 @@ def _transition_statement(columns: tuple[str, ...]) -> sa.Update:
 
 def transition_target(conn: Connection, rollout_id: str, instance: str, old: TargetState,
                       new: TargetState, message: str, *, kind: str | None = None,
-                      data: Mapping[str, Any] | None = None, **fields: Any) -> bool:
-    """Move one target from ``old`` to ``new`` with an event; False if it was not in ``old``."""
-    now = datetime.now(UTC)
+                      data: Mapping[str, Any] | None = None, at: datetime | None = None,
+                      **fields: Any) -> bool:
+    """Move one target from ``old`` to ``new`` with an event; False if it was not in ``old``.
+
+    ``at`` is when it happened (default: now), for a change recorded a moment after the fact.
+    """
+    now = at or datetime.now(UTC)
     values: dict[str, Any] = {"state": new.value, "updated_at": now, **fields}
     if new == TargetState.DEPLOYING:
         values.setdefault("started_at", now)
@@ -220,7 +224,7 @@ def transition_target(conn: Connection, rollout_id: str, instance: str, old: Tar
     if result.rowcount == 0:
         return False
     append_event(conn, kind or f"instance.{new.value}", message, rollout_id=rollout_id,
-                 instance=instance, data=data)
+                 instance=instance, data=data, at=now)
     return True
 
 
@@ -298,11 +302,11 @@ _DEPLOY_LOG_INSERT = deploy_logs.insert()
 
 
 def add_deploy_log(conn: Connection, rollout_id: str, instance: str, attempt: int, purpose: str,
-                   ok: bool, text: str) -> None:
+                   ok: bool, text: str, *, at: datetime | None = None) -> None:
     # values as execute parameters: one statement compiled once, not a new cache key per log
     conn.execute(_DEPLOY_LOG_INSERT, {
         "rollout_id": rollout_id, "instance": instance, "attempt": attempt, "purpose": purpose,
-        "at": datetime.now(UTC), "ok": ok, "text": text[-20000:]})
+        "at": at or datetime.now(UTC), "ok": ok, "text": text[-20000:]})
 
 
 def deploy_log_entries(conn: Connection, rollout_id: str,
