@@ -29,6 +29,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 OUT = REPO / "bench" / "out" / "rollout"
 ANSIBLE_VENV = REPO / "bench" / ".venv-ansible"
+DELETE_ROW = "rollwave-sqlite, previous state deleted just before"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/rollwave_bench_rollout"
 
 
@@ -79,9 +81,9 @@ def machine() -> dict[str, Any]:
 
 
 def run_rollwave(fleet: Path, workspace: str, database: str | None, what_if: bool,
-                 log: Path) -> dict[str, Any]:
+                 log: Path, reset: str = "move") -> dict[str, Any]:
     cmd = [sys.executable, str(HERE / "rollwave_run.py"), str(fleet / workspace),
-           "--health-dir", str(fleet / "health")]
+           "--health-dir", str(fleet / "health"), "--reset", reset]
     if database:
         cmd += ["--database", database]
     if what_if:
@@ -144,6 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-ansible", action="store_true")
     parser.add_argument("--no-health", action="store_true",
                         help="skip the rows with one HTTP health check per instance")
+    parser.add_argument("--reset", choices=["move", "delete"], default="move",
+                        help="clear the previous run's state by moving it aside (default; "
+                             "deleted after the last round) or by deleting it before the run")
+    parser.add_argument("--delete-row", action="store_true",
+                        help="also run Rollwave/SQLite with the previous state deleted just "
+                             "before the run (shows what that set-up costs; labelled)")
     parser.add_argument("--what-if", action="store_true",
                         help="also run Rollwave/SQLite+health with one SSL context shared by "
                              "all verification clients (NOT the real path; labelled)")
@@ -164,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
         "rollwave-sqlite": ("workspace", None, False)}
     if not args.no_postgres:
         rollwave["rollwave-postgresql"] = ("workspace", args.postgres, False)
+    if args.delete_row:
+        rollwave[DELETE_ROW] = ("workspace", None, False)
     if not args.no_health:
         rollwave["rollwave-sqlite+health"] = ("workspace-health", None, False)
         if not args.no_postgres:
@@ -179,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         if system == "ansible-core":
             return run_ansible(fleet, log, args.instances)
         folder, database, what_if = rollwave[system]
-        return run_rollwave(fleet, folder, database, what_if, log)
+        reset = "delete" if system == DELETE_ROW else args.reset
+        return run_rollwave(fleet, folder, database, what_if, log, reset)
 
     info = machine()
     print(f"machine: {info}", file=sys.stderr)
@@ -235,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     kept = OUT / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
     kept.write_text(text)
     print(f"details: {kept}; logs: {log}")
+    shutil.rmtree(OUT / "trash", ignore_errors=True)  # earlier runs' state (rollwave_run.py)
 
 
 if __name__ == "__main__":

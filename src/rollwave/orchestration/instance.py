@@ -39,7 +39,7 @@ class TargetContext:
     on_inconclusive: str
     should_stop: Callable[[], bool]
     trivial: bool = False  # no checks at all: a successful deploy is the only signal
-    carry: Carry | None = None  # the wave's writes that ride with its next claim
+    carry: Carry[repo.Finished] | None = None  # the wave's writes riding with its next claim
 
 
 def _side(changes: list[dict[str, Any]], side: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -121,8 +121,20 @@ def _verify(rt: Runtime, ctx: TargetContext, inst: FleetInstance, services: list
     return rt.verifier(inst, ctx.verification, endpoints, ctx.should_stop, progress)
 
 
-def drive_target(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord) -> TargetState:
-    """Move one target forward until it is terminal, HELD, or asked to stop before starting."""
+def claim_message(ctx: TargetContext, target: repo.TargetRecord) -> str:
+    """The event text of a target's claim: ``deploying c1/prod: web 1.0 → 1.1``."""
+    verb = "rolling back" if ctx.kind == "rollback" else "deploying"
+    shown = ", ".join(f"{c['service']} {c.get('from_version') or '∅'} → {c['to_version']}"
+                      for c in target.changes)
+    return f"{verb} {target.instance}: {shown}"
+
+
+def drive_target(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord, *,
+                 claimed: bool = False) -> TargetState:
+    """Move one target forward until it is terminal, HELD, or asked to stop before starting.
+
+    ``claimed``: the wave has just moved this target to DEPLOYING (nothing is deployed yet).
+    """
     inst = rt.workspace().fleet.get(target.instance)
     state = target.state
     if inst is None:
@@ -138,14 +150,11 @@ def drive_target(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord) -> 
         try:
             desired, secrets, versions_to = desired_state(rt, target.changes, "to")
         except RollwaveError as exc:  # e.g. an unresolvable secret: nothing was deployed
-            return _cannot_prepare(rt, ctx, target, exc)
-    verb = "rolling back" if ctx.kind == "rollback" else "deploying"
+            return _cannot_prepare(rt, ctx, target, exc, claimed=claimed)
 
     if state in (TargetState.PENDING, TargetState.WAITING_WINDOW):
-        shown = ", ".join(f"{c['service']} {c.get('from_version') or '∅'} → {c['to_version']}"
-                          for c in target.changes)
         if not _transition(rt, ctx, inst.key, state, TargetState.DEPLOYING,
-                           f"{verb} {inst.key}: {shown}", attempts=target.attempts + 1,
+                           claim_message(ctx, target), attempts=target.attempts + 1,
                            kind="instance.deploying"):
             return _reload(rt, ctx, inst.key)
         state = TargetState.DEPLOYING
@@ -162,18 +171,20 @@ def drive_target(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord) -> 
 
 
 def _cannot_prepare(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord,
-                    exc: RollwaveError) -> TargetState:
+                    exc: RollwaveError, *, claimed: bool) -> TargetState:
     why = f"cannot prepare the deploy of {target.instance}: {exc.message}"
-    if target.state in (TargetState.PENDING, TargetState.WAITING_WINDOW):
-        with rt.db.begin() as conn:
+    fresh = target.state in (TargetState.PENDING, TargetState.WAITING_WINDOW)
+    if not fresh and not (claimed and target.state == TargetState.DEPLOYING):
+        return target.state  # maybe deployed already: left for a person or the next pass
+    with rt.db.begin() as conn:
+        if fresh:
             repo.transition_target(conn, ctx.rollout_id, target.instance, target.state,
                                    TargetState.DEPLOYING, why, kind="instance.deploying",
                                    attempts=target.attempts + 1)
-            repo.transition_target(conn, ctx.rollout_id, target.instance, TargetState.DEPLOYING,
-                                   TargetState.ROLLING_BACK, why + "; nothing was changed",
-                                   kind="instance.deploy_failed", explanation=why)
-        return drive_target(rt, ctx, _fresh(rt, ctx, target.instance))
-    return target.state
+        repo.transition_target(conn, ctx.rollout_id, target.instance, TargetState.DEPLOYING,
+                               TargetState.ROLLING_BACK, why + "; nothing was changed",
+                               kind="instance.deploy_failed", explanation=why)
+    return drive_target(rt, ctx, _fresh(rt, ctx, target.instance))
 
 
 def _fresh(rt: Runtime, ctx: TargetContext, instance: str) -> repo.TargetRecord:
@@ -219,19 +230,25 @@ def _deploy_step(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
         return TargetState.ROLLING_BACK
     deployed = f"{inst.key} deployed ({result.message})"
     if ctx.trivial:
-        return _deployed_and_done(rt, ctx, inst, target, deployed, log)
+        return _deployed_and_done(rt, ctx, inst, target, deployed, log_text, log)
     _transition(rt, ctx, inst.key, TargetState.DEPLOYING, TargetState.VERIFYING,
                 f"{deployed}; verifying", kind="instance.deployed", record=log)
     return TargetState.VERIFYING
 
 
 def _deployed_and_done(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
-                       target: repo.TargetRecord, deployed: str,
+                       target: repo.TargetRecord, deployed: str, log_text: str,
                        log: Callable[[Any], None]) -> TargetState:
     """No checks are configured: deployed and done in one transaction (both events kept)."""
     versions, config_versions = _side(target.changes, "to")
     why = "no checks are configured; a successful deploy is the only signal"
     at = datetime.now(UTC)
+    if ctx.carry is not None and ctx.carry.add(repo.Finished(
+            instance=inst.key, customer=inst.customer, at=at, deployed=deployed,
+            succeeded=f"{inst.key} verified: {why}", outcome=Outcome.SUCCESSFUL.value,
+            explanation=why, attempt=target.attempts + 1, log=log_text, versions=versions,
+            config_versions=config_versions)):
+        return TargetState.SUCCEEDED  # written with the wave's next write (see carry)
 
     def work(conn: Any) -> bool:
         if not repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.DEPLOYING,
@@ -248,8 +265,6 @@ def _deployed_and_done(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
                                     at=at)
         return True
 
-    if ctx.carry is not None and ctx.carry.defer(work):
-        return TargetState.SUCCEEDED  # written with the wave's next write (see carry)
     if not rt.db.write(work):
         return _reload(rt, ctx, inst.key)
     return TargetState.SUCCEEDED

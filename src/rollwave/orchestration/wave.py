@@ -10,8 +10,10 @@ the instances already in flight.
 from __future__ import annotations
 
 import threading
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +21,7 @@ from rollwave.core.model import Verification
 from rollwave.core.states import TargetState
 from rollwave.core.windows import window_status
 from rollwave.orchestration.carry import Carry
-from rollwave.orchestration.instance import TargetContext, drive_target
+from rollwave.orchestration.instance import TargetContext, claim_message, drive_target
 from rollwave.orchestration.runtime import Runtime
 from rollwave.storage import rollouts as repo
 
@@ -59,7 +61,8 @@ def target_context(rt: Runtime, rollout: repo.RolloutRecord) -> TargetContext:
         verification=profile, trivial=trivial,
         on_inconclusive=policy.on_inconclusive if policy else "pause",
         should_stop=lambda: bool(rt.pending_actions(rollout.id) & {"abort", "rollback"}),
-        carry=Carry(),
+        carry=Carry(lambda conn, done: repo.finish_targets(conn, rollout.id, rollout.release_id,
+                                                           done)),
     )
 
 
@@ -74,61 +77,112 @@ def run_wave(rt: Runtime, rollout_id: str, wave_index: int) -> WaveResult:
     parallelism = max(1, int(wave["parallelism"]))
     ctx = target_context(rt, rollout)
     emergency = rollout.emergency or rollout.kind == "rollback"
-
-    lock = threading.Lock()
-    failures = sum(1 for t in rows if t.state.failed)
+    launcher = _Launcher(rt, ctx, parallelism, failures=sum(1 for t in rows if t.state.failed))
     next_window: list[datetime] = []
-    slots = threading.Semaphore(parallelism)
-    futures: list[Future[TargetState]] = []
-
-    def done(future: Future[TargetState]) -> None:
-        nonlocal failures
-        slots.release()
-        try:
-            state = future.result()
-        except Exception:
-            return
-        if state.failed:
-            with lock:
-                failures += 1
 
     # instances already in flight when a previous pass stopped go first
-    order = sorted((t for t in rows if not t.state.terminal and t.state != TargetState.HELD),
-                   key=lambda t: (t.state in (TargetState.PENDING, TargetState.WAITING_WINDOW),
-                                  t.position))
+    order = deque(sorted((t for t in rows if not t.state.terminal and t.state != TargetState.HELD),
+                         key=lambda t: (t.state in (TargetState.PENDING,
+                                                    TargetState.WAITING_WINDOW), t.position)))
     interrupted = False
-    carry = ctx.carry
-    assert carry is not None
     with ThreadPoolExecutor(max_workers=parallelism,
                             thread_name_prefix=f"rollwave-{rollout_id}") as pool:
         try:
-            for target in order:
+            while order:
                 if rt.stopping.is_set() or rt.pending_actions(rollout_id) & INTERRUPTING:
                     interrupted = True
                     break
-                with lock:
-                    over = failures > budget
-                if over:
+                if launcher.failures > budget:
                     break
-                if not emergency and _outside_window(rt, rollout_id, target, next_window):
-                    continue
-                slots.acquire()
-                future = pool.submit(_safe_drive, rt, ctx, target)
-                future.add_done_callback(done)
-                futures.append(future)
+                batch = launcher.take(order, lambda t: not emergency and _outside_window(
+                    rt, rollout_id, t, next_window))
+                launcher.launch(pool, batch)
         finally:
             # nothing more is launched: what finished instances carried is written now, and
             # the instances still in flight write their own outcome
-            carry.close(rt.db)
+            launcher.carry.close(rt.db)
     # The instances in flight have finished; a stopping worker leaves the wave unrecorded, so
     # the next worker continues it from the targets' recorded states.
     rt.halt_if_stopping()
     return _summarize(rt, rollout_id, wave_index, budget, interrupted, next_window)
 
 
-def _safe_drive(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord) -> TargetState:
+class _Launcher:
+    """Starts a wave's instances in bounded parallel, claiming them in batches.
+
+    Whenever slots are free, the instances that fill them are claimed (PENDING → DEPLOYING,
+    before anything is deployed) together in one write, which also carries the outcomes of
+    the instances that just finished (see :mod:`rollwave.orchestration.carry`): when fifty
+    deploys end at once, the next fifty start after one transaction instead of fifty.
+    """
+
+    def __init__(self, rt: Runtime, ctx: TargetContext, parallelism: int, failures: int) -> None:
+        assert ctx.carry is not None
+        self.rt, self.ctx, self.carry = rt, ctx, ctx.carry
+        self.slots = threading.Semaphore(parallelism)
+        self._lock = threading.Lock()
+        self._failures = failures
+
+    @property
+    def failures(self) -> int:
+        with self._lock:
+            return self._failures
+
+    def take(self, order: deque[repo.TargetRecord],
+             waits: Callable[[repo.TargetRecord], bool]) -> list[repo.TargetRecord]:
+        """The next targets to start: one per free slot (waiting for the first slot)."""
+        self.slots.acquire()
+        held = 1
+        batch: list[repo.TargetRecord] = []
+        while order and len(batch) < held:
+            target = order.popleft()
+            if waits(target):  # outside its maintenance window: recorded as waiting
+                continue
+            batch.append(target)
+            if len(batch) == held and order and self.slots.acquire(blocking=False):
+                held += 1
+        for _ in range(held - len(batch)):
+            self.slots.release()
+        return batch
+
+    def launch(self, pool: ThreadPoolExecutor, batch: list[repo.TargetRecord]) -> None:
+        """Claim the batch's new targets in one write and drive every target on the pool."""
+        fleet = self.rt.workspace().fleet
+        claims = [repo.Claim(t.instance, t.state, t.attempts + 1, claim_message(self.ctx, t))
+                  for t in batch if t.state in (TargetState.PENDING, TargetState.WAITING_WINDOW)
+                  and fleet.get(t.instance) is not None]
+        claimed: set[str] = set()
+        if claims:
+            rollout_id = self.ctx.rollout_id
+            claimed = set(self.carry.write(
+                self.rt.db, lambda conn: repo.claim_targets(conn, rollout_id, claims)))
+        claiming = {c.instance for c in claims}
+        for target in batch:
+            if target.instance in claiming:
+                if target.instance not in claimed:  # moved meanwhile by someone else
+                    self.slots.release()
+                    continue
+                # attempts stays as read: the deploy step numbers this attempt attempts + 1
+                target = replace(target, state=TargetState.DEPLOYING)
+            future = pool.submit(_safe_drive, self.rt, self.ctx, target,
+                                 target.instance in claimed)
+            future.add_done_callback(self._done)
+
+    def _done(self, future: Future[TargetState]) -> None:
+        self.slots.release()
+        try:
+            state = future.result()
+        except Exception:
+            return
+        if state.failed:
+            with self._lock:
+                self._failures += 1
+
+
+def _safe_drive(rt: Runtime, ctx: TargetContext, target: repo.TargetRecord,
+                claimed: bool = False) -> TargetState:
     try:
-        return drive_target(rt, ctx, target)
+        return drive_target(rt, ctx, target, claimed=claimed)
     except Exception as exc:
         # An unexpected error is a bug, but the instance must not be left half-done in silence.
         from rollwave.storage.events import append_event

@@ -149,11 +149,15 @@ class Worker:
 
     def run(self, stop: threading.Event, until: Callable[[], bool] | None = None) -> None:
         """Tick until ``stop`` is set or ``until()`` is true."""
+        wake = self.rt.db.work_added
         while not stop.is_set():
+            wake.clear()
             self.tick()
             if until is not None and until():
                 return
-            stop.wait(self.tick_seconds)
+            # a rollout recorded in this process wakes the loop at once; `stop` is seen
+            # within one tick at most
+            wake.wait(self.tick_seconds)
 
     # -- one pass ----------------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ def start(app: App, release_id: str, *, policy: str | None = None, reason: str =
                          rollout_id=rollout_id)
         record = repo.get_rollout(conn, rollout_id)
     assert record is not None
+    app.db().work_added.set()
     return record
 
 
@@ -256,6 +257,7 @@ def start_rollback(app: App, original: repo.RolloutRecord, *,
                      data={"rollback_of": original.id, "targets": len(changes)})
         record = repo.get_rollout(conn, rollout_id)
     assert record is not None
+    app.db().work_added.set()
     return record
 
 

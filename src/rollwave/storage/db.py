@@ -48,6 +48,9 @@ class Database:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        #: Set when a rollout was recorded: an orchestrator in this process starts it at once
+        #: instead of at its next poll (``rollwave serve``; other processes still poll).
+        self.work_added = threading.Event()
         self._write_lock: threading.RLock | None = threading.RLock() if self.is_sqlite else None
         try:
             if self.is_sqlite:

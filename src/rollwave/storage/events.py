@@ -84,6 +84,26 @@ def append_event(
     return int(key[0]) if key else 0
 
 
+def append_events(conn: Connection, items: Sequence[Mapping[str, Any]]) -> None:
+    """Append several events, in order, in one statement of the caller's transaction.
+
+    Each item holds :func:`append_event`'s arguments: ``kind`` and ``message``, and optionally
+    ``actor``, ``rollout_id``, ``instance``, ``data`` and ``at``.
+    """
+    if not items:
+        return
+    now = datetime.now(UTC)
+    rows = []
+    for item in items:
+        payload = _json_safe(dict(item.get("data") or {}))
+        _check_no_secrets(payload)
+        rows.append({"at": item.get("at") or now, "actor": item.get("actor", "rollwave"),
+                     "kind": item["kind"], "rollout_id": item.get("rollout_id"),
+                     "instance": item.get("instance"), "message": item["message"],
+                     "data": payload})
+    conn.execute(_INSERT, rows)
+
+
 def list_events(
     conn: Connection,
     *,

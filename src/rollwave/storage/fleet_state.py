@@ -87,6 +87,49 @@ def record_deployed(conn: Connection, instance: str, customer: str,
                 "release_id": release_id, "rollout_id": rollout_id, "updated_at": now})
 
 
+@dataclass(frozen=True, slots=True)
+class Deployed:
+    """One instance's services as just deployed (for :func:`record_deployed_many`)."""
+
+    instance: str
+    customer: str
+    versions: Mapping[str, str]
+    config_hashes: Mapping[str, str | None]
+    health: str
+    release_id: str | None
+    rollout_id: str | None
+    at: datetime
+
+
+def record_deployed_many(conn: Connection, deployed: Sequence[Deployed]) -> None:
+    """:func:`record_deployed` for many instances in three statements."""
+    if not deployed:
+        return
+    known = {(row.instance, row.service) for row in conn.execute(
+        sa.select(instance_state.c.instance, instance_state.c.service).where(
+            instance_state.c.instance.in_([d.instance for d in deployed])))}
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    for d in deployed:
+        for service, version in d.versions.items():
+            cfg = d.config_hashes.get(service)
+            if (d.instance, service) in known:
+                updates.append({"w_instance": d.instance, "w_service": service,
+                                "v_version": version, "v_config": cfg, "v_health": d.health,
+                                "v_release": d.release_id, "v_rollout": d.rollout_id,
+                                "v_at": d.at})
+            else:
+                inserts.append({"instance": d.instance, "service": service,
+                                "customer": d.customer, "version": version,
+                                "config_hash": cfg, "health": d.health,
+                                "release_id": d.release_id, "rollout_id": d.rollout_id,
+                                "updated_at": d.at})
+    if updates:
+        conn.execute(_UPSERT_UPDATE, updates)
+    if inserts:
+        conn.execute(_INSERT, inserts)
+
+
 def set_health(conn: Connection, instance: str, health: str) -> None:
     conn.execute(instance_state.update().where(instance_state.c.instance == instance)
                  .values(health=health, updated_at=datetime.now(UTC)))

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from rollwave.core.states import ControlAction, RolloutState, TargetState
-from rollwave.storage.events import append_event
+from rollwave.storage import fleet_state
+from rollwave.storage.events import append_event, append_events
 from rollwave.storage.tables import controls, deploy_logs, rollout_targets, rollouts
 
 
@@ -226,6 +227,106 @@ def transition_target(conn: Connection, rollout_id: str, instance: str, old: Tar
     append_event(conn, kind or f"instance.{new.value}", message, rollout_id=rollout_id,
                  instance=instance, data=data, at=now)
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A target about to be deployed: the state it must still be in, and the event's text."""
+
+    instance: str
+    old: TargetState
+    attempts: int
+    message: str
+
+
+_CLAIM_COLUMNS = ("attempts", "started_at", "state", "updated_at")
+
+
+def claim_targets(conn: Connection, rollout_id: str, claims: Sequence[Claim], *,
+                  at: datetime | None = None) -> list[str]:
+    """Move several targets to DEPLOYING, each with its event, in a few statements.
+
+    Only targets still in the state their claim expects move; returns their names. The
+    states are read inside the caller's write transaction (which holds SQLite's write lock;
+    on PostgreSQL the rows are locked), so the guarded updates that follow all apply.
+    """
+    if not claims:
+        return []
+    now = at or datetime.now(UTC)
+    query = sa.select(rollout_targets.c.instance, rollout_targets.c.state).where(
+        rollout_targets.c.rollout_id == rollout_id,
+        rollout_targets.c.instance.in_([c.instance for c in claims]))
+    if conn.dialect.name != "sqlite":
+        query = query.with_for_update()
+    current = {row.instance: row.state for row in conn.execute(query)}
+    chosen = [c for c in claims if current.get(c.instance) == c.old.value]
+    if not chosen:
+        return []
+    conn.execute(_transition_statement(_CLAIM_COLUMNS), [
+        {"w_rollout": rollout_id, "w_instance": c.instance, "w_state": c.old.value,
+         "v_attempts": c.attempts, "v_started_at": now, "v_state": TargetState.DEPLOYING.value,
+         "v_updated_at": now} for c in chosen])
+    append_events(conn, [{"kind": "instance.deploying", "message": c.message, "at": now,
+                          "rollout_id": rollout_id, "instance": c.instance} for c in chosen])
+    return [c.instance for c in chosen]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A target whose deploy succeeded and that needs no checks: deployed, then succeeded."""
+
+    instance: str
+    customer: str
+    at: datetime
+    deployed: str  # the two events' messages
+    succeeded: str
+    outcome: str
+    explanation: str
+    attempt: int
+    log: str  # the deployment log
+    versions: Mapping[str, str]
+    config_versions: Mapping[str, str]
+
+
+_FINISH_COLUMNS = ("explanation", "finished_at", "outcome", "state", "updated_at")
+
+
+def finish_targets(conn: Connection, rollout_id: str, release_id: str,
+                   finished: Sequence[Finished]) -> list[str]:
+    """Record several deployed-and-succeeded targets (events, logs, fleet state) in bulk.
+
+    Only targets still DEPLOYING move (read inside the caller's write transaction, as in
+    :func:`claim_targets`); returns their names.
+    """
+    if not finished:
+        return []
+    query = sa.select(rollout_targets.c.instance, rollout_targets.c.state).where(
+        rollout_targets.c.rollout_id == rollout_id,
+        rollout_targets.c.instance.in_([f.instance for f in finished]))
+    if conn.dialect.name != "sqlite":
+        query = query.with_for_update()
+    current = {row.instance: row.state for row in conn.execute(query)}
+    chosen = [f for f in finished if current.get(f.instance) == TargetState.DEPLOYING.value]
+    if not chosen:
+        return []
+    conn.execute(_transition_statement(_FINISH_COLUMNS), [
+        {"w_rollout": rollout_id, "w_instance": f.instance,
+         "w_state": TargetState.DEPLOYING.value, "v_explanation": f.explanation,
+         "v_finished_at": f.at, "v_outcome": f.outcome,
+         "v_state": TargetState.SUCCEEDED.value, "v_updated_at": f.at} for f in chosen])
+    append_events(conn, [event for f in chosen for event in (
+        {"kind": "instance.deployed", "message": f.deployed, "at": f.at,
+         "rollout_id": rollout_id, "instance": f.instance},
+        {"kind": "instance.succeeded", "message": f.succeeded, "at": f.at,
+         "rollout_id": rollout_id, "instance": f.instance})])
+    conn.execute(_DEPLOY_LOG_INSERT, [
+        {"rollout_id": rollout_id, "instance": f.instance, "attempt": f.attempt,
+         "purpose": "deploy", "at": f.at, "ok": True, "text": f.log[-20000:]} for f in chosen])
+    fleet_state.record_deployed_many(conn, [fleet_state.Deployed(
+        instance=f.instance, customer=f.customer, versions=f.versions,
+        config_hashes=dict(f.config_versions), health="healthy", release_id=release_id,
+        rollout_id=rollout_id, at=f.at) for f in chosen])
+    return [f.instance for f in chosen]
 
 
 def target_counts(conn: Connection, rollout_id: str) -> dict[str, int]:

@@ -38,7 +38,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -507,7 +506,7 @@ class CommandDeployer:
 
     def __init__(self, options: CommandOptions, env: DeployerEnvironment) -> None:
         self.options = options
-        self.root = env.state_dir / "command-state"
+        self.root = str(env.state_dir / "command-state")
         every = (*INSTANCE_PLACEHOLDERS, *DEPLOY_PLACEHOLDERS)
         self._deploy = Template.parse("deploy", options.deploy, every)
         self._rollback = (Template.parse("rollback", options.rollback, every)
@@ -521,14 +520,15 @@ class CommandDeployer:
         self._base_env = {**os.environ, **options.env}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._dirs: set[Path] = set()
+        self._folders: dict[str, str] = {}  # instance key -> its folder (as a string: cheap)
+        self._made: set[str] = set()
 
     # -- the port -----------------------------------------------------------------------------
 
     def actual(self, instance: FleetInstance, services: Sequence[str]) -> ActualState:
         """Run ``status`` per service if configured, else report the recorded state."""
         if self._status is None:
-            return self._recorded(instance, services)
+            return _recorded(self._read_record(instance), services)
         versions: dict[str, str] = {}
         hashes: dict[str, str] = {}
         notes: list[str] = []
@@ -562,12 +562,14 @@ class CommandDeployer:
         services = [s for s in instance.services if s in desired.versions]
         services += sorted(set(desired.versions) - set(services))
         with self._lock(instance.key):
-            current = self.actual(instance, services)
+            record = self._read_record(instance)  # read once, kept current by _record
+            current = (_recorded(record, services) if self._status is None
+                       else self.actual(instance, services))
             logs: list[str] = []
             done: list[str] = []
             for service in services:
                 result = self._deploy_service(instance, service, desired, current=current,
-                                              template=template, ctx=ctx)
+                                              template=template, ctx=ctx, record=record)
                 if result.log:
                     logs.append(result.log)
                 if not result.ok:
@@ -597,13 +599,14 @@ class CommandDeployer:
                         f"stop command for {instance.key} {service}: "
                         f"{_failure(outcome, 'stop', self.options.timeout)}: {last_lines(text)}",
                         hint="run the stop command by hand to see why it fails")
-            self._state_file(instance).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._state_file(instance))
 
     # -- one service ----------------------------------------------------------------------------
 
     def _deploy_service(self, instance: FleetInstance, service: str, desired: DesiredState, *,
-                        current: ActualState, template: Template,
-                        ctx: DeployContext) -> DeployResult:
+                        current: ActualState, template: Template, ctx: DeployContext,
+                        record: dict[str, Any]) -> DeployResult:
         version = desired.versions[service]
         config = desired.configs.get(service)
         digest = desired.config_hashes.get(service) or (
@@ -613,16 +616,16 @@ class CommandDeployer:
                                     or current.config_hashes.get(service) == digest):
             ctx.log(f"{service}: already runs {version}; skipped")
             return DeployResult(True, f"{service} already at {version}")
-        folder = self._folder(instance)
-        config_file = folder / f"{path_component(service)}.config.json"
+        config_file = os.path.join(self._folder(instance, create=True),
+                                   f"{path_component(service)}.config.json")
         write_atomic(config_file, json.dumps(config or {}, sort_keys=True).encode("utf-8"))
         extra = {"version": version, "previous_version": previous,
-                 "config_file": str(config_file), "config_hash": digest}
+                 "config_file": config_file, "config_hash": digest}
         argv = template.render(self._lookup(instance, service, extra), self.options.shell)
         env = self._env(instance, service, extra)
         env["ROLLWAVE_REASON"] = ctx.reason
         env["ROLLWAVE_ATTEMPT"] = str(ctx.attempt)
-        self._record(instance, service, None)
+        self._record(instance, service, None, record)
         shown = redact(argv[2] if template.shell else shlex.join(argv), ctx.redact)
         ctx.log(f"{service}: $ {shown}")
         outcome = run_command(argv, env=env, timeout=self.options.timeout,
@@ -633,7 +636,7 @@ class CommandDeployer:
         verb = "rolled back" if ctx.reason == "rollback" else "deployed"
         if outcome.ok:
             self._record(instance, service, {"version": version, "config_hash": digest,
-                                             "reason": ctx.reason})
+                                             "reason": ctx.reason}, record)
             message = f"{verb} {service} {version} in {outcome.seconds:.2f}s"
             ctx.log(f"{service}: {message}")
             return DeployResult(True, message, text)
@@ -688,47 +691,35 @@ class CommandDeployer:
                 lock = self._locks[key] = threading.Lock()
             return lock
 
-    def _folder(self, instance: FleetInstance) -> Path:
-        folder = self.root / path_component(instance.customer) / path_component(instance.name)
-        if folder not in self._dirs:
-            try:
-                folder.mkdir(mode=0o700)
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._dirs.add(folder)
+    def _folder(self, instance: FleetInstance, *, create: bool = False) -> str:
+        folder = self._folders.get(instance.key)
+        if folder is None:
+            folder = os.path.join(self.root, path_component(instance.customer),
+                                  path_component(instance.name))
+            self._folders[instance.key] = folder
+        if create and folder not in self._made:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            self._made.add(folder)
         return folder
 
-    def _state_file(self, instance: FleetInstance) -> Path:
-        return (self.root / path_component(instance.customer) / path_component(instance.name)
-                / "state.json")
+    def _state_file(self, instance: FleetInstance) -> str:
+        return os.path.join(self._folder(instance), "state.json")
 
-    def _recorded(self, instance: FleetInstance, services: Sequence[str]) -> ActualState:
+    def _read_record(self, instance: FleetInstance) -> dict[str, Any]:
+        """The record of what this deployer deployed to ``instance`` (empty when none)."""
         data = read_json(self._state_file(instance)) or {}
-        recorded = data.get("services")
-        if not isinstance(recorded, dict):
-            return ActualState(detail="nothing deployed by this deployer yet")
-        versions: dict[str, str] = {}
-        hashes: dict[str, str] = {}
-        for service in services:
-            entry = recorded.get(service)
-            if isinstance(entry, dict) and isinstance(entry.get("version"), str):
-                versions[service] = entry["version"]
-                if entry.get("config_hash"):
-                    hashes[service] = str(entry["config_hash"])
-        return ActualState(versions, hashes, "as recorded by the command deployer")
+        if not isinstance(data.get("services"), dict):
+            data["services"] = {}
+        return data
 
-    def _record(self, instance: FleetInstance, service: str,
-                entry: dict[str, str] | None) -> None:
-        """Set (or, with None, drop) one service's record; written atomically, no fsync.
+    def _record(self, instance: FleetInstance, service: str, entry: dict[str, str] | None,
+                record: dict[str, Any]) -> None:
+        """Set (or, with None, drop) one service in ``record`` and write it atomically.
 
-        Losing the last write to a power cut only makes a deploy run again, which is harmless.
+        No fsync: losing the last write to a power cut only makes a deploy run again, which is
+        harmless.
         """
-        path = self._folder(instance) / "state.json"
-        data = read_json(path) or {}
-        services = data.get("services") if isinstance(data.get("services"), dict) else {}
-        assert isinstance(services, dict)
+        services: dict[str, Any] = record["services"]
         if entry is None:
             if service not in services:
                 return
@@ -736,7 +727,23 @@ class CommandDeployer:
         else:
             services[service] = {**entry, "deployed_at": datetime.now(UTC).isoformat()}
         data = {"instance": instance.key, "services": services}
-        write_atomic(path, json.dumps(data, sort_keys=True).encode("utf-8"))
+        write_atomic(os.path.join(self._folder(instance, create=True), "state.json"),
+                     json.dumps(data, sort_keys=True).encode("utf-8"))
+
+
+def _recorded(record: Mapping[str, Any], services: Sequence[str]) -> ActualState:
+    recorded = record.get("services")
+    if not recorded:
+        return ActualState(detail="nothing deployed by this deployer yet")
+    versions: dict[str, str] = {}
+    hashes: dict[str, str] = {}
+    for service in services:
+        entry = recorded.get(service)
+        if isinstance(entry, dict) and isinstance(entry.get("version"), str):
+            versions[service] = entry["version"]
+            if entry.get("config_hash"):
+                hashes[service] = str(entry["config_hash"])
+    return ActualState(versions, hashes, "as recorded by the command deployer")
 
 
 def _failure(outcome: RunOutcome, what: str, timeout: float) -> str:

@@ -19,6 +19,7 @@ merely reuses the number.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -443,9 +444,11 @@ def path_component(name: str) -> str:
     return {"": "%", ".": "%2E", "..": "%2E%2E"}.get(safe, safe)
 
 
-def write_atomic(path: Path, data: bytes, *, durable: bool = False, mode: int = 0o600) -> None:
+def write_atomic(path: str | Path, data: bytes, *, durable: bool = False,
+                 mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` atomically (temp file + rename; fsync when ``durable``)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         try:
@@ -458,17 +461,18 @@ def write_atomic(path: Path, data: bytes, *, durable: bool = False, mode: int = 
             os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
+        dir_fd = os.open(folder or ".", os.O_RDONLY | os.O_CLOEXEC)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: str | Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is missing or unreadable."""
     try:
         with open(path, "rb") as handle:
