@@ -242,6 +242,15 @@ class Claim:
 _CLAIM_COLUMNS = ("attempts", "started_at", "state", "updated_at")
 
 
+def _locked_states(conn: Connection, rollout_id: str, instances: list[str]) -> dict[str, str]:
+    """instance → state, read so that no other writer changes them before the commit."""
+    query = sa.select(rollout_targets.c.instance, rollout_targets.c.state).where(
+        rollout_targets.c.rollout_id == rollout_id, rollout_targets.c.instance.in_(instances))
+    if conn.dialect.name != "sqlite":  # SQLite: the write transaction already excludes writers
+        query = query.with_for_update()
+    return {row.instance: row.state for row in conn.execute(query)}
+
+
 def claim_targets(conn: Connection, rollout_id: str, claims: Sequence[Claim], *,
                   at: datetime | None = None) -> list[str]:
     """Move several targets to DEPLOYING, each with its event, in a few statements.
@@ -253,12 +262,7 @@ def claim_targets(conn: Connection, rollout_id: str, claims: Sequence[Claim], *,
     if not claims:
         return []
     now = at or datetime.now(UTC)
-    query = sa.select(rollout_targets.c.instance, rollout_targets.c.state).where(
-        rollout_targets.c.rollout_id == rollout_id,
-        rollout_targets.c.instance.in_([c.instance for c in claims]))
-    if conn.dialect.name != "sqlite":
-        query = query.with_for_update()
-    current = {row.instance: row.state for row in conn.execute(query)}
+    current = _locked_states(conn, rollout_id, [c.instance for c in claims])
     chosen = [c for c in claims if current.get(c.instance) == c.old.value]
     if not chosen:
         return []
@@ -300,12 +304,7 @@ def finish_targets(conn: Connection, rollout_id: str, release_id: str,
     """
     if not finished:
         return []
-    query = sa.select(rollout_targets.c.instance, rollout_targets.c.state).where(
-        rollout_targets.c.rollout_id == rollout_id,
-        rollout_targets.c.instance.in_([f.instance for f in finished]))
-    if conn.dialect.name != "sqlite":
-        query = query.with_for_update()
-    current = {row.instance: row.state for row in conn.execute(query)}
+    current = _locked_states(conn, rollout_id, [f.instance for f in finished])
     chosen = [f for f in finished if current.get(f.instance) == TargetState.DEPLOYING.value]
     if not chosen:
         return []

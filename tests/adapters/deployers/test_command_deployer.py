@@ -17,12 +17,10 @@ from rollwave.adapters.deployers.command import (
     CommandDeployer,
     CommandOptions,
     Template,
-    output_text,
     parse_status,
-    run_command,
-    simple_argv,
 )
 from rollwave.adapters.deployers.local import path_component, running
+from rollwave.adapters.deployers.running import output_text, run_command, simple_argv
 from rollwave.core.hashing import config_hash
 from rollwave.errors import DeployError
 from rollwave.ports.deployer import DesiredState
