@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from tests.orchestration.helpers import ScriptedVerifier, make_workspace, run_until_done
 
-from rollwave.core.states import RolloutState, TargetState
+from rollwave.core.states import ControlAction, RolloutState, TargetState
 from rollwave.orchestration.carry import Carry
 from rollwave.orchestration.runtime import Runtime
 from rollwave.orchestration.worker import Worker
@@ -233,3 +233,17 @@ def test_a_rollout_recorded_in_process_starts_without_waiting_for_the_poll(
         app.db().work_added.set()
         thread.join(timeout=10)
         worker.close()
+
+
+def test_status_reads_the_rollout_at_the_same_moment_as_its_events(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale rollout next to newer events left a dashboard page waiting forever."""
+    app = _workspace(tmp_path, customers=3, parallelism=3)
+    release = releases.create_release(app, {"web": "2.0"})
+    stale = rollouts.start(app, release.id)  # PENDING, as resolved before the change below
+    rollouts.control(app, stale.id, ControlAction.ABORT, reason="INC-1")
+    run_until_done(app, ScriptedVerifier())
+    monkeypatch.setattr(rollouts, "resolve", lambda app_, ref: stale)
+    view = rollouts.status(app, stale.id, event_limit=200)
+    assert view.events[-1].kind == "rollout.aborted"
+    assert view.rollout.state == RolloutState.ABORTED  # not the stale PENDING

@@ -277,8 +277,14 @@ class RolloutStatus:
 
 
 def status(app: App, ref: str | None, *, event_limit: int = 20) -> RolloutStatus:
+    """The rollout, its targets and newest events, all read at the same moment.
+
+    (One snapshot: a page showing the rollout as running next to the event that ended it
+    would wait for a live update that never comes.)
+    """
     record = resolve(app, ref)
     with app.db().read() as conn:
+        record = repo.get_rollout(conn, record.id) or record
         rows = repo.targets(conn, record.id)
         events = list_events(conn, rollout_id=record.id, limit=event_limit, newest_first=True)
     counts: dict[str, int] = {}
