@@ -112,8 +112,8 @@ class _Launcher:
 
     Whenever slots are free, the instances that fill them are claimed (PENDING → DEPLOYING,
     before anything is deployed) together in one write, which also carries the outcomes of
-    the instances that just finished (see :mod:`rollwave.orchestration.carry`): when fifty
-    deploys end at once, the next fifty start after one transaction instead of fifty.
+    the instances that just finished (see :mod:`rollwave.orchestration.carry`): the
+    instances whose slots are free at that moment start after one transaction, not one each.
     """
 
     def __init__(self, rt: Runtime, ctx: TargetContext, parallelism: int, failures: int) -> None:
