@@ -230,42 +230,30 @@ def _deploy_step(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
         return TargetState.ROLLING_BACK
     deployed = f"{inst.key} deployed ({result.message})"
     if ctx.trivial:
-        return _deployed_and_done(rt, ctx, inst, target, deployed, log_text, log)
+        return _deployed_and_done(rt, ctx, inst, target, deployed, log_text)
     _transition(rt, ctx, inst.key, TargetState.DEPLOYING, TargetState.VERIFYING,
                 f"{deployed}; verifying", kind="instance.deployed", record=log)
     return TargetState.VERIFYING
 
 
 def _deployed_and_done(rt: Runtime, ctx: TargetContext, inst: FleetInstance,
-                       target: repo.TargetRecord, deployed: str, log_text: str,
-                       log: Callable[[Any], None]) -> TargetState:
-    """No checks are configured: deployed and done in one transaction (both events kept)."""
+                       target: repo.TargetRecord, deployed: str,
+                       log_text: str) -> TargetState:
+    """No checks are configured: deployed and done in one write (both events kept).
+
+    The write rides with the wave's next claim when it can (see carry), else goes now.
+    """
     versions, config_versions = _side(target.changes, "to")
     why = "no checks are configured; a successful deploy is the only signal"
-    at = datetime.now(UTC)
-    if ctx.carry is not None and ctx.carry.add(repo.Finished(
-            instance=inst.key, customer=inst.customer, at=at, deployed=deployed,
-            succeeded=f"{inst.key} verified: {why}", outcome=Outcome.SUCCESSFUL.value,
-            explanation=why, attempt=target.attempts + 1, log=log_text, versions=versions,
-            config_versions=config_versions)):
-        return TargetState.SUCCEEDED  # written with the wave's next write (see carry)
-
-    def work(conn: Any) -> bool:
-        if not repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.DEPLOYING,
-                                      TargetState.VERIFYING, deployed,
-                                      kind="instance.deployed", at=at):
-            return False
-        log(conn)
-        repo.transition_target(conn, ctx.rollout_id, inst.key, TargetState.VERIFYING,
-                               TargetState.SUCCEEDED, f"{inst.key} verified: {why}",
-                               outcome=Outcome.SUCCESSFUL.value, explanation=why, at=at)
-        fleet_state.record_deployed(conn, inst.key, inst.customer, versions,
-                                    dict(config_versions), health="healthy",
-                                    release_id=ctx.release_id, rollout_id=ctx.rollout_id,
-                                    at=at)
-        return True
-
-    if not rt.db.write(work):
+    finished = repo.Finished(
+        instance=inst.key, customer=inst.customer, at=datetime.now(UTC), deployed=deployed,
+        succeeded=f"{inst.key} verified: {why}", outcome=Outcome.SUCCESSFUL.value,
+        explanation=why, attempt=target.attempts + 1, log=log_text, versions=versions,
+        config_versions=config_versions)
+    if ctx.carry is not None and ctx.carry.add(finished):
+        return TargetState.SUCCEEDED
+    if not rt.db.write(lambda conn: repo.finish_targets(conn, ctx.rollout_id, ctx.release_id,
+                                                        [finished])):
         return _reload(rt, ctx, inst.key)
     return TargetState.SUCCEEDED
 

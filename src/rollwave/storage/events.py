@@ -75,11 +75,8 @@ def append_event(
     at: datetime | None = None,
 ) -> int:
     """Append one event in the caller's transaction and return its sequence number."""
-    payload = _json_safe(dict(data or {}))
-    _check_no_secrets(payload)
-    result = conn.execute(_INSERT, {
-        "at": at or datetime.now(UTC), "actor": actor, "kind": kind, "rollout_id": rollout_id,
-        "instance": instance, "message": message, "data": payload})
+    result = conn.execute(_INSERT, _row(kind, message, actor=actor, rollout_id=rollout_id,
+                                        instance=instance, data=data, at=at))
     key = result.inserted_primary_key
     return int(key[0]) if key else 0
 
@@ -90,18 +87,18 @@ def append_events(conn: Connection, items: Sequence[Mapping[str, Any]]) -> None:
     Each item holds :func:`append_event`'s arguments: ``kind`` and ``message``, and optionally
     ``actor``, ``rollout_id``, ``instance``, ``data`` and ``at``.
     """
-    if not items:
-        return
-    now = datetime.now(UTC)
-    rows = []
-    for item in items:
-        payload = _json_safe(dict(item.get("data") or {}))
-        _check_no_secrets(payload)
-        rows.append({"at": item.get("at") or now, "actor": item.get("actor", "rollwave"),
-                     "kind": item["kind"], "rollout_id": item.get("rollout_id"),
-                     "instance": item.get("instance"), "message": item["message"],
-                     "data": payload})
-    conn.execute(_INSERT, rows)
+    if items:
+        conn.execute(_INSERT, [_row(**item) for item in items])
+
+
+def _row(kind: str, message: str, *, actor: str = "rollwave", rollout_id: str | None = None,
+         instance: str | None = None, data: Mapping[str, Any] | None = None,
+         at: datetime | None = None) -> dict[str, Any]:
+    payload = _json_safe(dict(data or {}))
+    _check_no_secrets(payload)
+    return {"at": at or datetime.now(UTC), "actor": actor, "kind": kind,
+            "rollout_id": rollout_id, "instance": instance, "message": message,
+            "data": payload}
 
 
 def list_events(
