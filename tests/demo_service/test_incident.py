@@ -50,3 +50,13 @@ def test_incident_raises_errors_of_the_work(tmp_path: Path) -> None:
     statuses = {app.handle("/api/work", random.Random(1), simulated=True).status
                 for _ in range(20)}
     assert statuses == {500}
+
+
+def test_an_incident_with_a_start_time_hits_at_that_moment(tmp_path: Path) -> None:
+    path = tmp_path / "incident.json"
+    path.write_text(json.dumps({"error_rate": 0.5, "latency_ms": 10, "starts_at": 1000.0}))
+    wall = [999.0]
+    watch = IncidentWatch(path, every=60.0, clock=lambda: 0.0, wall=lambda: wall[0])
+    assert watch.current() == NONE  # read already, but not started
+    wall[0] = 1000.0
+    assert watch.current() == Incident(error_rate=0.5, latency_ms=10.0)  # no re-read needed

@@ -215,7 +215,10 @@ class Incident:
         if not self.started and r.current_wave >= 1 and any(
                 t.wave == 1 and t.state == TargetState.SUCCEEDED for t in view.targets):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps({"error_rate": 0.35, "latency_ms": 120}))
+            # every instance re-reads the file within a second: starting 1.5 s from now, the
+            # incident hits them all at the same moment, as a real one would
+            self.path.write_text(json.dumps({"error_rate": 0.35, "latency_ms": 120,
+                                             "starts_at": time.time() + 1.5}))
             self.started = True
             self.console.print("  [magenta]platform: a database incident starts — every "
                                "instance, on 1.0 or 1.1, slows down and fails requests[/]")
